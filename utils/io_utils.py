@@ -1,0 +1,94 @@
+"""Small, shared I/O helpers: atomic JSON, JSON reading with clear errors, safetensors, slugs.
+
+Every stage of the VideoGPA pipeline writes a JSON manifest that a later stage (or a re-run of the
+same stage) reads. These helpers guarantee that a manifest on disk is always complete: it is
+written to a temporary file in the same folder and renamed over the target (``os.replace`` is
+atomic on POSIX and Windows), so an interrupted run leaves either the old or the new file, never a
+half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "atomic_write_json",
+    "atomic_write_bytes",
+    "read_json",
+    "slugify",
+    "JSONInputError",
+]
+
+
+class JSONInputError(ValueError):
+    """A JSON input file is missing, unreadable or malformed. The message names the file."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename).
+
+    Parent folders are created. On any error the temporary file is removed and the previous
+    content of ``path`` (if any) is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
+    """Serialise ``obj`` as UTF-8 JSON and write it to ``path`` atomically.
+
+    Raises:
+        TypeError: ``obj`` is not JSON-serialisable (nothing is written in that case).
+    """
+    data = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=True).encode("utf-8")
+    atomic_write_bytes(path, data + b"\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file.
+
+    Raises:
+        JSONInputError: the file does not exist, cannot be read, or is not valid JSON; the message
+            names the file and, for syntax errors, the line and column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise JSONInputError(f"JSON file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise JSONInputError(f"cannot read JSON file {path}: {e}") from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise JSONInputError(f"malformed JSON in {path}: line {e.lineno} column {e.colno}: {e.msg}") from e
+
+
+def slugify(text: str, max_len: int = 60) -> str:
+    """Make a file-name-safe slug: ASCII lower case, ``[a-z0-9_-]``, words joined by ``_``.
+
+    ``"A cat, on a mat!"`` -> ``"a_cat_on_a_mat"``. Empty results become ``"untitled"``.
+    """
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^a-zA-Z0-9]+", "_", text.lower()).strip("_")
+    text = text[:max_len].rstrip("_")
+    return text or "untitled"
