@@ -1,0 +1,221 @@
+"""Run report for the end-to-end VideoGPA loop: ``report.md``, ``report.json`` and PNG figures.
+
+The report gathers what a researcher checks after a run: the score table per prompt group (winner
+and loser marked), a histogram of the consistency scores, the DPO training curves (loss, implicit
+reward accuracy, implicit reward margin), the wall time of every stage and the paths of every
+video, adapter and JSON written. Figures are drawn with matplotlib's headless ``Agg`` backend.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from utils.io_utils import atomic_write_bytes, atomic_write_json
+
+__all__ = ["read_lightning_csv", "write_report"]
+
+# Curves drawn from the trainer's CSV log: (title, candidate column names, first match wins).
+CURVES = (
+    ("DPO loss", ("train/loss_step", "train/loss", "train_loss", "loss")),
+    ("implicit reward accuracy", ("train/reward_accuracy_step", "train/reward_accuracy", "train/accuracy", "accuracy")),
+    ("implicit reward margin", ("train/reward_margin_step", "train/reward_margin", "train/margin", "margin")),
+)
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def read_lightning_csv(path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """Read a Lightning ``CSVLogger`` ``metrics.csv`` into ``{column: [(step, value), ...]}``.
+
+    Empty cells (metrics logged at other steps) are skipped. A missing file gives ``{}``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    series: dict[str, list[tuple[int, float]]] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                step = int(float(row.get("step") or 0))
+            except ValueError:
+                continue
+            for key, val in row.items():
+                if key in ("step", "epoch") or val in (None, ""):
+                    continue
+                try:
+                    series.setdefault(key, []).append((step, float(val)))
+                except ValueError:
+                    pass
+    return series
+
+
+def _pick(series: dict, names) -> tuple[str, list] | None:
+    for n in names:
+        if series.get(n):
+            return n, series[n]
+    return None
+
+
+def _plot_png(path: Path, draw) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig = draw(plt)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _histogram(path: Path, scores: list[float], winners: list[float], losers: list[float]) -> None:
+    def draw(plt):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        bins = max(5, min(30, len(scores)))
+        ax.hist(scores, bins=bins, color="0.7", label=f"all videos (n={len(scores)})")
+        if winners:
+            ax.hist(winners, bins=bins, histtype="step", lw=2, color="tab:green", label="winners")
+        if losers:
+            ax.hist(losers, bins=bins, histtype="step", lw=2, color="tab:red", label="losers")
+        ax.set_xlabel("consistency score (MSE + LPIPS, lower = more 3-D consistent)")
+        ax.set_ylabel("videos")
+        ax.legend(fontsize=8)
+        return fig
+
+    _plot_png(path, draw)
+
+
+def _curves(path: Path, series: dict) -> list[str]:
+    picked = [(title, _pick(series, names)) for title, names in CURVES]
+    picked = [(t, p) for t, p in picked if p]
+    if not picked:
+        return []
+
+    def draw(plt):
+        fig, axes = plt.subplots(1, len(picked), figsize=(4 * len(picked), 3), squeeze=False)
+        for ax, (title, (col, pts)) in zip(axes[0], picked):
+            ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", ms=3)
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("optimiser step")
+            ax.set_ylabel(col, fontsize=8)
+        return fig
+
+    _plot_png(path, draw)
+    return [col for _, (col, _) in picked]
+
+
+def write_report(
+    run_dir: str | os.PathLike,
+    groups: list[dict],
+    pairs: list[dict],
+    stage_times: dict[str, float],
+    paths: dict[str, Any],
+    metrics_csv: str | os.PathLike | None = None,
+    metric_name: str = "consistency_score",
+    extra: dict | None = None,
+) -> dict[str, Path]:
+    """Write ``report.md``, ``report.json``, ``scores_hist.png`` and ``training_curves.png``.
+
+    Args:
+        run_dir: the run folder; the report files are written there (atomically).
+        groups: scored groups as the scorer writes them (``group_id``, ``prompt``, ``videos`` with
+            ``video_path``, ``seed``, ``consistency_score``, ``motion_norm``, ``coverage`` or ``error``).
+        pairs: preference pairs, each with ``group_id``, ``winner`` and ``loser`` video paths.
+        stage_times: ``{stage name: wall seconds}`` in run order.
+        paths: anything worth listing (videos, adapters, JSON files); written as given.
+        metrics_csv: the trainer's Lightning ``metrics.csv`` for the training curves (optional).
+        metric_name: the score that chose winners and losers.
+    Returns:
+        ``{"md", "json", "hist", "curves"}`` -> paths (``curves`` absent without a metrics CSV).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    role = {}
+    for p in pairs:
+        role[(p["group_id"], p["winner"])] = "winner"
+        role[(p["group_id"], p["loser"])] = "loser"
+
+    rows, scores, win_scores, lose_scores = [], [], [], []
+    for g in groups:
+        for v in g.get("videos", []):
+            r = role.get((g.get("group_id"), v.get("video_path")), "")
+            s = v.get(metric_name)
+            rows.append({
+                "group_id": g.get("group_id"),
+                "prompt": g.get("prompt", ""),
+                "video_path": v.get("video_path"),
+                "seed": v.get("seed"),
+                "role": r,
+                metric_name: s,
+                "motion_norm": v.get("motion_norm"),
+                "coverage": v.get("coverage"),
+                "error": v.get("error"),
+            })
+            if _finite(s):
+                scores.append(s)
+                (win_scores if r == "winner" else lose_scores if r == "loser" else []).append(s)
+
+    out = {"md": run_dir / "report.md", "json": run_dir / "report.json", "hist": run_dir / "scores_hist.png"}
+    _histogram(out["hist"], scores, win_scores, lose_scores)
+    series = read_lightning_csv(metrics_csv) if metrics_csv else {}
+    curve_cols = _curves(run_dir / "training_curves.png", series) if series else []
+    if curve_cols:
+        out["curves"] = run_dir / "training_curves.png"
+
+    report = {
+        "metric": metric_name,
+        "num_groups": len(groups),
+        "num_videos": len(rows),
+        "num_scored": len(scores),
+        "num_pairs": len(pairs),
+        "stage_seconds": stage_times,
+        "total_seconds": sum(stage_times.values()),
+        "scores": rows,
+        "pairs": pairs,
+        "training_curves": {c: series[c] for c in curve_cols},
+        "paths": {k: str(v) if isinstance(v, Path) else v for k, v in paths.items()},
+        "figures": {k: v.name for k, v in out.items() if k in ("hist", "curves")},
+    }
+    if extra:
+        report.update(extra)
+    atomic_write_json(out["json"], report)
+
+    def fmt(x, nd=4):
+        return f"{x:.{nd}f}" if _finite(x) else ("—" if x is None else str(x))
+
+    md = ["# VideoGPA run report", ""]
+    md += [f"- groups: {len(groups)}, videos: {len(rows)}, scored: {len(scores)}, preference pairs: {len(pairs)}",
+           f"- score: `{metric_name}` (lower = more 3-D consistent)", ""]
+    md += ["## Stage wall time", "", "| stage | seconds |", "|---|---:|"]
+    md += [f"| {k} | {v:.1f} |" for k, v in stage_times.items()]
+    md += [f"| **total** | **{sum(stage_times.values()):.1f}** |", ""]
+    md += ["## Scores per group", "", f"| group | seed | role | {metric_name} | motion_norm | coverage | video |",
+           "|---|---:|---|---:|---:|---:|---|"]
+    for r in rows:
+        mark = {"winner": "**winner**", "loser": "*loser*"}.get(r["role"], "")
+        score = fmt(r[metric_name]) if r["error"] is None else f"error: {r['error']}"
+        md.append(f"| {r['group_id']} | {r['seed']} | {mark} | {score} | {fmt(r['motion_norm'])} | "
+                  f"{fmt(r['coverage'], 3)} | `{r['video_path']}` |")
+    md += ["", "## Figures", "", f"![score histogram]({out['hist'].name})", ""]
+    if "curves" in out:
+        md += [f"![training curves]({out['curves'].name})", ""]
+    else:
+        md += ["(no training metrics were logged, so no training curves)", ""]
+    md += ["## Files", ""]
+    for k, v in report["paths"].items():
+        if isinstance(v, (list, tuple)):
+            md.append(f"- {k}:")
+            md += [f"  - `{x}`" for x in v]
+        else:
+            md.append(f"- {k}: `{v}`")
+    atomic_write_bytes(out["md"], ("\n".join(md) + "\n").encode("utf-8"))
+    return out
