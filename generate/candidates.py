@@ -1,0 +1,561 @@
+"""Candidate videos for Diffusion-DPO: several seeds per prompt, resumable, shardable.
+
+Step 1 of the VideoGPA data pipeline (run by ``train_dpo/<model>/01_generate.py``): every prompt
+is generated with ``num_seeds`` seeds (``seed_start, seed_start + 1, ...``); later steps score the
+videos of a group for 3-D consistency (VGGT) and pick preferred / rejected pairs within a group.
+
+Outputs (under ``output_dir``, the *output root*)::
+
+    <output_dir>/<group_id>/seed_<seed>.mp4
+    <output_dir>/groups.json                    (or --groups_json; per shard: groups.shard<i>of<K>.json)
+
+groups JSON::
+
+    {"groups": [{"group_id": "...", "key": "<prompt id>", "prompt": "...",
+                 "image_path": "/abs/first_frame.png",            # image-to-video only
+                 "videos": [{"video_path": "<group_id>/seed_0.mp4", "seed": 0}, ...]}, ...],
+     "errors": [{"key": "...", "error": "..."}],                  # bad prompt entries, skipped
+     "video_root": ".",                                           # output root, relative to the JSON's folder
+     "config": {"base_model": ..., "kind": "t2v", "num_frames": 49, "height": 480, "width": 720,
+                "num_inference_steps": 50, "guidance_scale": 6.0, "fps": 8, "seeds": [0, 1, 2, 3],
+                "prompts_json": ..., "shard": [i, K]}}
+
+``video_path`` is relative to the output root. Every valid group of the shard is listed (in prompt
+file order) with the videos finished so far; the JSON is rewritten atomically after every video, so
+it is always complete and consistent with the files on disk. Videos are written atomically too
+(``utils.video_utils.write_video``); a re-run skips every video that exists and decodes with the
+expected frame count and size, and regenerates any other (corrupt) one.
+
+``group_id`` = ``<slug of key>-<8 hex of sha1(key, prompt[, image file name])>``: deterministic,
+file-system safe, and new when the prompt text changes.
+
+Sharding: ``--num_shards K --shard_index i`` gives shard ``i`` a contiguous block of the prompt
+entries, so concatenating the shards in index order restores the prompt file order; merge them with
+``--merge`` (01_generate.py) or ``python -m generate.candidates merge --output_dir DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+if __package__ in (None, ""):  # `python generate/candidates.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from generate.common import (  # noqa: E402
+    OFFLOAD_MODES,
+    GenerationConfigError,
+    PromptEntry,
+    generate_video,
+    load_image,
+    load_pipeline,
+    load_prompt_entries,
+    read_model_defaults,
+    resolve_video_size,
+    save_video,
+)
+from utils.io_utils import JSONInputError, atomic_write_json, read_json, slugify  # noqa: E402
+from utils.lora import LoraAdapterError  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "GROUPS_JSON_NAME",
+    "CandidateConfig",
+    "group_id_for",
+    "video_relpath",
+    "shard_range",
+    "shard_json_path",
+    "find_shard_jsons",
+    "video_is_complete",
+    "generate_candidates",
+    "merge_shards",
+    "build_arg_parser",
+    "run_from_args",
+    "main",
+]
+
+GROUPS_JSON_NAME = "groups.json"
+_SHARD_RE = re.compile(r"^(?P<stem>.+)\.shard(?P<i>\d+)of(?P<k>\d+)\.json$")
+
+
+@dataclass
+class CandidateConfig:
+    """Settings of a candidate-generation run (the 01_generate.py constants + command line).
+
+    Attributes:
+        base_model: diffusers pipeline folder or hub id.
+        prompts_json: prompts JSON (``{"id": {"text_prompt", "image_prompt"}}`` / list) or captions
+            JSON (``{key: caption}``), see ``generate.common.load_prompt_entries``.
+        output_dir: output root for ``<group_id>/seed_<seed>.mp4``.
+        kind: ``"t2v"`` or ``"i2v"``.
+        num_seeds, seed_start: seeds ``seed_start .. seed_start + num_seeds - 1`` per prompt.
+        num_frames, height, width: None = the checkpoint's trained size.
+        num_inference_steps, guidance_scale, fps: sampler settings and output frame rate.
+        num_prompts: only the first N prompt entries (None = all).
+        groups_json: groups JSON path; default ``<output_dir>/groups.json``.
+        num_shards, shard_index: this process handles shard ``shard_index`` of ``num_shards``.
+        gpu_id, offload, lora_path, lora_scale: see ``generate.common.load_pipeline``.
+    """
+
+    base_model: str
+    prompts_json: str
+    output_dir: str
+    kind: str = "t2v"
+    num_seeds: int = 4
+    seed_start: int = 0
+    num_frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    num_inference_steps: int = 50
+    guidance_scale: float = 6.0
+    fps: float = 8
+    num_prompts: int | None = None
+    groups_json: str | None = None
+    num_shards: int = 1
+    shard_index: int = 0
+    gpu_id: int | None = None
+    offload: str = "none"
+    lora_path: str | None = None
+    lora_scale: float = 1.0
+    seeds: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("t2v", "i2v"):
+            raise GenerationConfigError(f"kind must be 't2v' or 'i2v', got {self.kind!r}")
+        if int(self.num_seeds) < 1:
+            raise GenerationConfigError(f"num_seeds must be >= 1, got {self.num_seeds}")
+        if int(self.num_shards) < 1 or not 0 <= int(self.shard_index) < int(self.num_shards):
+            raise GenerationConfigError(
+                f"need 0 <= shard_index < num_shards, got shard_index {self.shard_index}, "
+                f"num_shards {self.num_shards}"
+            )
+        self.seeds = [int(self.seed_start) + j for j in range(int(self.num_seeds))]
+
+    @property
+    def groups_json_path(self) -> Path:
+        """Where the full (unsharded) groups JSON goes."""
+        return Path(self.groups_json) if self.groups_json else Path(self.output_dir) / GROUPS_JSON_NAME
+
+    @property
+    def out_json_path(self) -> Path:
+        """The JSON this process writes: the groups JSON, or its shard file when sharded."""
+        if int(self.num_shards) == 1:
+            return self.groups_json_path
+        return shard_json_path(self.groups_json_path, self.shard_index, self.num_shards)
+
+
+def group_id_for(key: str, prompt: str, image_path: str | None = None) -> str:
+    """Deterministic, file-system-safe group id: ``<slug(key)[:40]>-<sha1(key, prompt, image name)[:8]>``.
+
+    Only the image's file name enters the hash, so moving the data folder keeps the ids.
+    """
+    payload = [str(key), str(prompt)] + ([Path(image_path).name] if image_path else [])
+    digest = hashlib.sha1(json.dumps(payload, ensure_ascii=False).encode("utf-8")).hexdigest()[:8]
+    return f"{slugify(str(key), max_len=40)}-{digest}"
+
+
+def video_relpath(group_id: str, seed: int) -> str:
+    """``<group_id>/seed_<seed>.mp4`` (POSIX separators), relative to the output root."""
+    return f"{group_id}/seed_{int(seed)}.mp4"
+
+
+def shard_range(n: int, shard_index: int, num_shards: int) -> range:
+    """Contiguous block of ``range(n)`` for a shard; sizes differ by at most one, earlier shards larger."""
+    base, extra = divmod(int(n), int(num_shards))
+    start = shard_index * base + min(shard_index, extra)
+    return range(start, start + base + (1 if shard_index < extra else 0))
+
+
+def shard_json_path(groups_json: str | os.PathLike, shard_index: int, num_shards: int) -> Path:
+    """``<dir>/<stem>.shard<i>of<K>.json`` next to ``groups_json`` (``groups.json`` -> ``groups.shard0of4.json``)."""
+    p = Path(groups_json)
+    stem = p.name[: -len(".json")] if p.name.endswith(".json") else p.name
+    return p.with_name(f"{stem}.shard{int(shard_index)}of{int(num_shards)}.json")
+
+
+def find_shard_jsons(groups_json: str | os.PathLike, num_shards: int | None = None) -> list[Path]:
+    """All shard files of ``groups_json``, sorted by shard index.
+
+    Raises:
+        JSONInputError: no shard file, shard files for several different K (pass ``num_shards``),
+            or a missing shard index (the message lists the missing files).
+    """
+    p = Path(groups_json)
+    stem = p.name[: -len(".json")] if p.name.endswith(".json") else p.name
+    found: dict[int, dict[int, Path]] = {}
+    if p.parent.is_dir():
+        for f in p.parent.iterdir():
+            m = _SHARD_RE.match(f.name)
+            if m and m["stem"] == stem:
+                found.setdefault(int(m["k"]), {})[int(m["i"])] = f
+    if num_shards is not None:
+        found = {k: v for k, v in found.items() if k == int(num_shards)}
+    if not found:
+        raise JSONInputError(f"no shard files {stem}.shard<i>of<K>.json found in {p.parent}")
+    if len(found) > 1:
+        raise JSONInputError(
+            f"shard files for different shard counts {sorted(found)} in {p.parent}; pass --num_shards"
+        )
+    (k, files), = found.items()
+    missing = [str(shard_json_path(p, i, k)) for i in range(k) if i not in files]
+    if missing:
+        raise JSONInputError(f"missing shard file(s): {', '.join(missing)}")
+    return [files[i] for i in range(k)]
+
+
+def video_is_complete(path: str | os.PathLike, num_frames: int, height: int, width: int) -> bool:
+    """True when ``path`` exists and decodes without errors to ``num_frames`` frames of ``height x width``."""
+    from utils.video_utils import VideoReadError, get_video_info
+
+    if not Path(path).is_file():
+        return False
+    try:
+        info = get_video_info(path)
+    except (VideoReadError, OSError, RuntimeError) as e:
+        logger.warning("will regenerate %s: %s", path, e)
+        return False
+    if (info.num_frames, info.height, info.width) != (num_frames, height, width):
+        logger.warning(
+            "will regenerate %s: it has %d frames %dx%d, expected %d frames %dx%d",
+            path, info.num_frames, info.height, info.width, num_frames, height, width,
+        )
+        return False
+    return True
+
+
+def _image_error(path: str) -> str | None:
+    """None when ``path`` is a readable image, else the reason (naming the file)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except Exception as e:  # PIL raises many types for corrupt files
+        return f"cannot read image {path}: {e}"
+    return None
+
+
+def _prepare_entries(cfg: CandidateConfig) -> tuple[list[dict], list[dict]]:
+    """(groups of this shard, errors of this shard) from the prompts file."""
+    entries: list[PromptEntry] = load_prompt_entries(
+        cfg.prompts_json, cfg.num_prompts, need_image=(cfg.kind == "i2v")
+    )
+    seen: set[str] = set()
+    unique: list[tuple[PromptEntry, str | None]] = []
+    for e in entries:
+        gid = None if e.error else group_id_for(e.key, e.prompt, e.image_path if cfg.kind == "i2v" else None)
+        if gid is not None:
+            if gid in seen:
+                logger.warning("duplicate prompt entry %r (same key and prompt): generated once", e.key)
+                continue
+            seen.add(gid)
+        unique.append((e, gid))
+    groups, errors = [], []
+    for idx in shard_range(len(unique), cfg.shard_index, cfg.num_shards):
+        e, gid = unique[idx]
+        if not e.error and cfg.kind == "i2v":
+            e.error = _image_error(e.image_path)
+        if e.error:
+            errors.append({"key": e.key, "error": e.error})
+            continue
+        g: dict[str, Any] = {"group_id": gid, "key": e.key, "prompt": e.prompt}
+        if cfg.kind == "i2v":
+            g["image_path"] = e.image_path
+        g["videos"] = []
+        groups.append(g)
+    return groups, errors
+
+
+def _doc(cfg: CandidateConfig, size: tuple[int, int, int], groups: list[dict], errors: list[dict]) -> dict:
+    out_json = cfg.out_json_path
+    return {
+        "groups": groups,
+        "errors": errors,
+        "video_root": Path(os.path.relpath(Path(cfg.output_dir).resolve(), out_json.parent.resolve())).as_posix(),
+        "config": {
+            "base_model": str(cfg.base_model),
+            "kind": cfg.kind,
+            "num_frames": size[0],
+            "height": size[1],
+            "width": size[2],
+            "num_inference_steps": int(cfg.num_inference_steps),
+            "guidance_scale": float(cfg.guidance_scale),
+            "fps": cfg.fps,
+            "seeds": list(cfg.seeds),
+            "prompts_json": str(cfg.prompts_json),
+            "lora_path": None if cfg.lora_path is None else str(cfg.lora_path),
+            "lora_scale": float(cfg.lora_scale),
+            "shard": [int(cfg.shard_index), int(cfg.num_shards)],
+        },
+    }
+
+
+def _warn_on_changed_settings(out_json: Path, doc: dict) -> None:
+    if not out_json.is_file():
+        return
+    try:
+        old = read_json(out_json).get("config", {})
+    except (JSONInputError, AttributeError):
+        return
+    keys = ("base_model", "num_inference_steps", "guidance_scale", "lora_path", "lora_scale")
+    changed = [k for k in keys if k in old and old[k] != doc["config"][k]]
+    if changed:
+        logger.warning(
+            "%s was written with different %s; existing videos are kept (delete them to regenerate)",
+            out_json, ", ".join(f"{k} ({old[k]!r} -> {doc['config'][k]!r})" for k in changed),
+        )
+
+
+def generate_candidates(cfg: CandidateConfig, pipe=None) -> dict:
+    """Generate (or finish) the candidate videos of one shard and write its groups JSON.
+
+    Args:
+        cfg: run settings.
+        pipe: an already loaded pipeline (from ``generate.common.load_pipeline``); by default one is
+            loaded once, and only if some video is missing.
+    Returns:
+        The groups document as written to ``cfg.out_json_path``.
+    Raises:
+        JSONInputError: missing/malformed prompts file.
+        GenerationConfigError / LoraAdapterError: bad model folder, size or adapter.
+        Any exception of the pipeline propagates (the JSON on disk lists every video finished so far;
+        re-run to resume).
+    """
+    from tqdm.auto import tqdm
+
+    cfg.output_dir = str(cfg.output_dir)
+    size = resolve_video_size(read_model_defaults(cfg.base_model), cfg.num_frames, cfg.height, cfg.width)
+    num_frames, height, width = size
+    groups, errors = _prepare_entries(cfg)
+    for err in errors:
+        logger.error("skipping prompt entry: %s", err["error"])
+    out_root = Path(cfg.output_dir)
+    out_json = cfg.out_json_path
+    doc = _doc(cfg, size, groups, errors)
+    _warn_on_changed_settings(out_json, doc)
+
+    todo: list[tuple[dict, int]] = []
+    for g in tqdm(groups, desc="checking existing videos", unit="group", leave=False, disable=len(groups) < 50):
+        for seed in cfg.seeds:
+            rel = video_relpath(g["group_id"], seed)
+            if video_is_complete(out_root / rel, num_frames, height, width):
+                g["videos"].append({"video_path": rel, "seed": seed})
+            else:
+                todo.append((g, seed))
+    atomic_write_json(out_json, doc)
+    logger.info(
+        "%d groups, %d videos done, %d to generate -> %s", len(groups),
+        len(groups) * len(cfg.seeds) - len(todo), len(todo), out_json,
+    )
+
+    if todo:
+        if pipe is None:
+            pipe = load_pipeline(
+                cfg.base_model, cfg.kind, gpu_id=cfg.gpu_id, lora_path=cfg.lora_path,
+                lora_scale=cfg.lora_scale, offload=cfg.offload, progress_bar=False,
+            )
+        bar = tqdm(todo, desc="candidates", unit="video")
+        image_of: tuple[str, Any] = ("", None)  # todo is grouped: load each first frame once
+        for g, seed in bar:
+            bar.set_postfix_str(f"{g['group_id']} seed {seed}", refresh=False)
+            image = None
+            if cfg.kind == "i2v":
+                if image_of[0] != g["group_id"]:
+                    image_of = (g["group_id"], load_image(g["image_path"], height, width))
+                image = image_of[1]
+            frames = generate_video(
+                pipe, g["prompt"], image=image, seed=seed, num_frames=num_frames, height=height,
+                width=width, num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale,
+            )
+            rel = video_relpath(g["group_id"], seed)
+            save_video(frames, out_root / rel, fps=cfg.fps)
+            g["videos"].append({"video_path": rel, "seed": seed})
+            g["videos"].sort(key=lambda v: v["seed"])
+            atomic_write_json(out_json, doc)
+        bar.close()
+    n_videos = sum(len(g["videos"]) for g in doc["groups"])
+    logger.info("done: %d groups, %d videos, %d bad prompt entries -> %s",
+                len(doc["groups"]), n_videos, len(errors), out_json)
+    return doc
+
+
+def merge_shards(shard_jsons: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> dict:
+    """Join shard groups JSONs into one groups JSON (atomic write to ``out_path``).
+
+    Groups keep the shard order (shard 0 first), which is the prompt file order. A group present in
+    several shards (e.g. runs with different K) is listed once with the union of its videos. Each
+    shard's ``video_root`` is re-expressed relative to ``out_path``'s folder.
+
+    Args:
+        shard_jsons: the shard files, e.g. from :func:`find_shard_jsons`.
+        out_path: the merged groups JSON.
+    Returns:
+        The merged document (``config.shard`` removed, ``config.merged_from`` = shard count).
+    Raises:
+        JSONInputError: a shard file is missing/malformed/has no ``groups`` list, or the shards point
+            to different output roots; the message names the file.
+    """
+    out_path = Path(out_path)
+    merged: dict[str, dict] = {}
+    errors: list[dict] = []
+    roots: set[Path] = set()
+    config: dict | None = None
+    for sp in shard_jsons:
+        sp = Path(sp)
+        doc = read_json(sp)
+        if not isinstance(doc, dict) or not isinstance(doc.get("groups"), list):
+            raise JSONInputError(f"{sp}: not a groups JSON (no 'groups' list)")
+        roots.add((sp.parent / doc.get("video_root", ".")).resolve())
+        if config is None and isinstance(doc.get("config"), dict):
+            config = {k: v for k, v in doc["config"].items() if k != "shard"}
+        errors.extend(doc.get("errors") or [])
+        for i, g in enumerate(doc["groups"]):
+            if not isinstance(g, dict) or "group_id" not in g:
+                raise JSONInputError(f"{sp}: groups[{i}] has no 'group_id'")
+            if g["group_id"] not in merged:
+                merged[g["group_id"]] = {**g, "videos": list(g.get("videos") or [])}
+                continue
+            have = {v["seed"] for v in merged[g["group_id"]]["videos"]}
+            merged[g["group_id"]]["videos"] += [v for v in g.get("videos") or [] if v["seed"] not in have]
+            merged[g["group_id"]]["videos"].sort(key=lambda v: v["seed"])
+            logger.warning("group %s appears in several shards; videos merged", g["group_id"])
+    if len(roots) > 1:
+        raise JSONInputError(f"shards {list(map(str, shard_jsons))} point to different output roots {sorted(map(str, roots))}")
+    root = roots.pop() if roots else out_path.parent.resolve()
+    out = {
+        "groups": list(merged.values()),
+        "errors": errors,
+        "video_root": Path(os.path.relpath(root, out_path.parent.resolve())).as_posix(),
+        "config": {**(config or {}), "merged_from": len(shard_jsons)},
+    }
+    atomic_write_json(out_path, out)
+    logger.info("merged %d shard(s): %d groups -> %s", len(shard_jsons), len(out["groups"]), out_path)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------------
+
+
+def build_arg_parser(defaults: Mapping[str, Any], description: str | None = None) -> argparse.ArgumentParser:
+    """Parser of ``01_generate.py`` / ``python -m generate.candidates generate``.
+
+    Args:
+        defaults: ``base_model, prompts_json, output_dir, kind, num_seeds, seed_start, num_frames,
+            height, width, num_inference_steps, guidance_scale, fps`` (missing keys: CandidateConfig's defaults).
+    """
+    d = {f: v for f, v in asdict(CandidateConfig("", "", "")).items() if f != "seeds"}
+    d.update({k: v for k, v in defaults.items() if v is not None or k in ("num_frames", "height", "width")})
+    p = argparse.ArgumentParser(
+        description=description or "Generate DPO candidate videos (several seeds per prompt).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--base_model", default=d["base_model"] or None, required=not d["base_model"],
+                   help="diffusers folder or hub id")
+    p.add_argument("--kind", choices=("t2v", "i2v"), default=d["kind"])
+    p.add_argument("--prompts_json", default=d["prompts_json"] or None, required=not d["prompts_json"],
+                   help="prompts or captions JSON")
+    p.add_argument("--output_dir", default=d["output_dir"] or None, required=not d["output_dir"],
+                   help="output root")
+    p.add_argument("--groups_json", default=None, help="groups JSON (default: <output_dir>/groups.json)")
+    p.add_argument("--num_seeds", type=int, default=d["num_seeds"])
+    p.add_argument("--seed_start", type=int, default=d["seed_start"])
+    p.add_argument("--num_prompts", type=int, default=d.get("num_prompts"), help="only the first N prompts")
+    p.add_argument("--num_frames", type=int, default=d["num_frames"], help="default: the checkpoint's")
+    p.add_argument("--height", type=int, default=d["height"], help="default: the checkpoint's")
+    p.add_argument("--width", type=int, default=d["width"], help="default: the checkpoint's")
+    p.add_argument("--num_inference_steps", type=int, default=d["num_inference_steps"])
+    p.add_argument("--guidance_scale", type=float, default=d["guidance_scale"])
+    p.add_argument("--fps", type=float, default=d["fps"])
+    p.add_argument("--num_shards", type=int, default=1, help="split the prompts into K shards")
+    p.add_argument("--shard_index", type=int, default=0, help="which shard this process generates")
+    p.add_argument("--gpu_id", type=int, default=None)
+    p.add_argument("--offload", choices=OFFLOAD_MODES, default="none")
+    p.add_argument("--lora_path", default=None, help="generate with a LoRA adapter (e.g. for a 2nd round)")
+    p.add_argument("--lora_scale", type=float, default=1.0)
+    p.add_argument("--merge", action="store_true",
+                   help="do not generate: merge the shard JSONs of --groups_json into it")
+    return p
+
+
+def _setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run generation (or ``--merge``) from parsed :func:`build_arg_parser` arguments; returns the exit code.
+
+    0: done (bad prompt entries are recorded in the JSON's ``errors`` and logged, not fatal);
+    2: configuration error (message on stderr).
+    """
+    _setup_logging()
+    try:
+        if args.merge:
+            groups_json = Path(args.groups_json) if args.groups_json else Path(args.output_dir) / GROUPS_JSON_NAME
+            shards = find_shard_jsons(groups_json, args.num_shards if args.num_shards > 1 else None)
+            merge_shards(shards, groups_json)
+            print(f"merged {len(shards)} shard(s) -> {groups_json}")
+            return 0
+        cfg = CandidateConfig(
+            base_model=args.base_model, prompts_json=args.prompts_json, output_dir=args.output_dir,
+            kind=args.kind, num_seeds=args.num_seeds, seed_start=args.seed_start,
+            num_frames=args.num_frames, height=args.height, width=args.width,
+            num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+            fps=args.fps, num_prompts=args.num_prompts, groups_json=args.groups_json,
+            num_shards=args.num_shards, shard_index=args.shard_index, gpu_id=args.gpu_id,
+            offload=args.offload, lora_path=args.lora_path, lora_scale=args.lora_scale,
+        )
+        doc = generate_candidates(cfg)
+    except (GenerationConfigError, LoraAdapterError, JSONInputError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    n = sum(len(g["videos"]) for g in doc["groups"])
+    print(f"{len(doc['groups'])} groups, {n} videos, {len(doc['errors'])} bad prompt entries -> {cfg.out_json_path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, defaults: Mapping[str, Any] | None = None) -> int:
+    """``python -m generate.candidates {generate,merge} ...``; returns the exit code.
+
+    ``generate`` takes the flags of :func:`build_arg_parser`; ``merge`` takes shard files (or
+    ``--output_dir`` / ``--groups_json`` to find them) and ``--out`` (default: the groups JSON).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["merge"]:
+        p = argparse.ArgumentParser(prog="python -m generate.candidates merge",
+                                    description="Join shard groups JSONs into one groups JSON.")
+        p.add_argument("shards", nargs="*", help="shard JSON files (default: found next to --groups_json)")
+        p.add_argument("--output_dir", default=".", help="output root holding groups.json and its shards")
+        p.add_argument("--groups_json", default=None, help="default: <output_dir>/groups.json")
+        p.add_argument("--num_shards", type=int, default=None)
+        p.add_argument("--out", default=None, help="merged JSON (default: the groups JSON)")
+        a = p.parse_args(argv[1:])
+        _setup_logging()
+        groups_json = Path(a.groups_json) if a.groups_json else Path(a.output_dir) / GROUPS_JSON_NAME
+        try:
+            shards = [Path(s) for s in a.shards] or find_shard_jsons(groups_json, a.num_shards)
+            out = Path(a.out) if a.out else groups_json
+            merge_shards(shards, out)
+        except JSONInputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"merged {len(shards)} shard(s) -> {out}")
+        return 0
+    if argv[:1] == ["generate"]:
+        argv = argv[1:]
+    return run_from_args(build_arg_parser(defaults or {}).parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

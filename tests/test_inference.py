@@ -1,0 +1,176 @@
+"""generate/t2v_inference.py and generate/i2v_inference.py on the tiny checkpoints (2 steps, CPU)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generate import i2v_inference, t2v_inference
+from generate.common import (
+    GenerationConfigError,
+    ModelDefaults,
+    load_prompt_entries,
+    model_defaults,
+    resolve_video_size,
+)
+from utils.video_utils import read_video_frames
+
+REPO = Path(__file__).resolve().parent.parent
+PROMPT = "a camera orbits a stone gateway"
+FAST = ["--num_inference_steps", "2"]
+
+# Values of the real checkpoints' config.json files (THUDM on the Hugging Face hub).
+VAE_CFG = {"block_out_channels": [128, 256, 256, 512], "temporal_compression_ratio": 4}
+COGVIDEOX_5B = {"sample_frames": 49, "sample_height": 60, "sample_width": 90, "patch_size": 2,
+                "patch_size_t": None, "use_learned_positional_embeddings": False}
+COGVIDEOX_5B_I2V = {**COGVIDEOX_5B, "use_learned_positional_embeddings": True}
+COGVIDEOX15_5B = {"sample_frames": 81, "sample_height": 300, "sample_width": 300, "patch_size": 2,
+                  "patch_size_t": 2, "use_learned_positional_embeddings": False}
+
+
+def test_defaults_of_the_real_checkpoints():
+    assert model_defaults(COGVIDEOX_5B, VAE_CFG) == ModelDefaults(49, 480, 720, 4, 16, False)
+    assert model_defaults(COGVIDEOX_5B_I2V, VAE_CFG) == ModelDefaults(49, 480, 720, 4, 16, True)
+    # CogVideoX1.5's config carries a 300x300 placeholder; it was trained at 768x1360, 81 frames
+    assert model_defaults(COGVIDEOX15_5B, VAE_CFG) == ModelDefaults(81, 768, 1360, 4, 16, False)
+    # a genuine square sample size of a 1.5-style model is taken as is
+    assert model_defaults({**COGVIDEOX15_5B, "sample_height": 64, "sample_width": 64}, VAE_CFG).height == 512
+
+
+def test_resolve_video_size_validates():
+    d = model_defaults(COGVIDEOX_5B, VAE_CFG)
+    assert resolve_video_size(d) == (49, 480, 720)
+    assert resolve_video_size(d, 25, 320, 512) == (25, 320, 512)
+    with pytest.raises(GenerationConfigError, match="8k \\+ 1"):
+        resolve_video_size(d, num_frames=45)
+    with pytest.raises(GenerationConfigError, match="multiples of 16"):
+        resolve_video_size(d, height=470)
+    with pytest.raises(GenerationConfigError, match="learned position table"):
+        resolve_video_size(model_defaults(COGVIDEOX_5B_I2V, VAE_CFG), height=320)
+
+
+def _decoded(path: Path) -> np.ndarray:
+    assert path.is_file(), path
+    return read_video_frames(path)
+
+
+def test_t2v_default_and_requested_sizes(tiny_models, tmp_path):
+    out = tmp_path / "out"
+    assert t2v_inference.main([PROMPT, "--base_model", str(tiny_models["cogvideox-t2v"]),
+                               "--output_dir", str(out), *FAST]) == 0
+    assert _decoded(out / "a_camera_orbits_a_stone_gateway_seed42.mp4").shape == (9, 64, 96, 3)
+    assert t2v_inference.main([PROMPT, "--base_model", str(tiny_models["cogvideox-t2v"]),
+                               "--output_dir", str(out), "--seed", "7", "--num_frames", "17",
+                               "--height", "48", "--width", "80", *FAST]) == 0
+    assert _decoded(out / "a_camera_orbits_a_stone_gateway_seed7.mp4").shape == (17, 48, 80, 3)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temp video left behind"
+
+
+def test_cogvideox15_default_frames(tiny_models, tmp_path):
+    assert t2v_inference.main([PROMPT, "--base_model", str(tiny_models["cogvideox1.5-t2v"]),
+                               "--output_dir", str(tmp_path), "--fps", "16", *FAST]) == 0
+    assert _decoded(tmp_path / "a_camera_orbits_a_stone_gateway_seed42.mp4").shape == (17, 64, 96, 3)
+
+
+def test_i2v_single_and_batch(tiny_models, fixtures_dir, tmp_path):
+    image = fixtures_dir / "images" / "chelsea.png"
+    out = tmp_path / "out"
+    assert i2v_inference.main(["the camera pushes in", str(image), "--base_model",
+                               str(tiny_models["cogvideox-i2v"]), "--output_dir", str(out), *FAST]) == 0
+    frames = _decoded(out / "chelsea_seed42.mp4")
+    assert frames.shape == (9, 64, 96, 3)
+
+    # batch: image paths relative to the JSON file; a bad entry is reported, the rest is generated
+    (tmp_path / "imgs").mkdir()
+    shutil.copyfile(image, tmp_path / "imgs" / "cat.png")
+    prompts = {"a": {"text_prompt": "a cat", "image_prompt": "imgs/cat.png"},
+               "b": {"text_prompt": "a dog", "image_prompt": "imgs/missing.png"},
+               "c": {"text_prompt": "skipped by --num_prompts", "image_prompt": "imgs/cat.png"}}
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    rc = i2v_inference.main(["--prompt_json", str(tmp_path / "prompts.json"), "--num_prompts", "2",
+                             "--base_model", str(tiny_models["cogvideox-i2v"]), "--output_dir",
+                             str(tmp_path / "batch"), "--seed", "1", *FAST])
+    assert rc == 1
+    assert [p.name for p in (tmp_path / "batch").iterdir()] == ["cat_seed1.mp4"]
+
+
+def test_t2v_batch_list_format(tiny_models, tmp_path):
+    (tmp_path / "p.json").write_text(json.dumps([{"id": "x", "text_prompt": "zoom in on a bridge"}, "a red bicycle"]))
+    assert t2v_inference.main(["--prompt_json", str(tmp_path / "p.json"), "--base_model",
+                               str(tiny_models["cogvideox-t2v"]), "--output_dir", str(tmp_path / "o"),
+                               *FAST]) == 0
+    names = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert names == ["a_red_bicycle_seed42.mp4", "zoom_in_on_a_bridge_seed42.mp4"]
+
+
+def test_lora_scale_zero_cli_is_bit_identical(tiny_models, tmp_path):
+    from test_lora import _random_adapter, _transformer
+
+    adapter = _random_adapter(tmp_path / "adapter", _transformer(tiny_models))
+    args = [PROMPT, "--base_model", str(tiny_models["cogvideox-t2v"]), *FAST]
+    assert t2v_inference.main([*args, "--output_dir", str(tmp_path / "base")]) == 0
+    assert t2v_inference.main([*args, "--output_dir", str(tmp_path / "zero"), "--lora_path", str(adapter),
+                               "--lora_scale", "0"]) == 0
+    assert t2v_inference.main([*args, "--output_dir", str(tmp_path / "merged"), "--lora_path",
+                               str(adapter), "--merge_lora"]) == 0
+    name = "a_camera_orbits_a_stone_gateway_seed42.mp4"
+    base = _decoded(tmp_path / "base" / name)
+    assert np.array_equal(_decoded(tmp_path / "zero" / name), base)
+    assert np.abs(_decoded(tmp_path / "merged" / name).astype(int) - base.astype(int)).mean() > 1.0
+
+
+def test_config_errors_exit_2_without_output(tiny_models, tmp_path, capsys):
+    t2v = str(tiny_models["cogvideox-t2v"])
+    assert t2v_inference.main([PROMPT, "--base_model", t2v, "--output_dir", str(tmp_path),
+                               "--lora_path", str(tmp_path / "no_such_adapter")]) == 2
+    assert "no_such_adapter" in capsys.readouterr().err
+    assert i2v_inference.main(["x", str(tmp_path / "missing.png"), "--base_model",
+                               str(tiny_models["cogvideox-i2v"]), "--output_dir", str(tmp_path)]) == 2
+    assert "missing.png" in capsys.readouterr().err
+    img = str(Path(__file__).parent / "fixtures" / "images" / "chelsea.png")
+    assert i2v_inference.main(["x", img, "--base_model", t2v, "--output_dir", str(tmp_path), *FAST]) == 2
+    assert "text-to-video model" in capsys.readouterr().err
+    assert t2v_inference.main([PROMPT, "--base_model", str(tmp_path / "nowhere"), "--output_dir", str(tmp_path)]) == 2
+    assert "base model folder not found" in capsys.readouterr().err
+    assert t2v_inference.main(["--base_model", t2v]) == 2
+    assert "no prompt" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_script_entry_point_bad_lora_exits_nonzero(tmp_path):
+    """Run as `python generate/t2v_inference.py` from another directory: sys.path set up by the script."""
+    bad = tmp_path / "adapter"
+    bad.mkdir()
+    (bad / "adapter_config.json").write_text("{broken")
+    proc = subprocess.run([sys.executable, str(REPO / "generate" / "t2v_inference.py"), PROMPT,
+                           "--lora_path", str(bad)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "malformed JSON" in proc.stderr and str(bad) in proc.stderr
+
+
+def test_load_prompt_entries_formats(tmp_path, fixtures_dir):
+    captions = fixtures_dir / "dl3dv_captions_8.json"
+    entries = load_prompt_entries(captions, num_prompts=3)
+    assert len(entries) == 3 and all(e.error is None and e.prompt for e in entries)
+    assert entries[0].key == next(iter(json.loads(captions.read_text())))
+
+    (tmp_path / "a.png").write_bytes((fixtures_dir / "images" / "chelsea.png").read_bytes())
+    (tmp_path / "p.json").write_text(json.dumps({
+        "ok": {"text_prompt": " a cat ", "image_prompt": "a.png"},
+        "noimg": {"text_prompt": "a dog"},
+        "notext": {"image_prompt": "a.png"},
+        "num": 5,
+    }))
+    t2v = load_prompt_entries(tmp_path / "p.json")
+    assert [e.error is None for e in t2v] == [True, True, False, False]
+    i2v = load_prompt_entries(tmp_path / "p.json", need_image=True)
+    assert i2v[0].prompt == "a cat" and i2v[0].image_path == str((tmp_path / "a.png").resolve())
+    assert "missing 'image_prompt'" in i2v[1].error and "'noimg'" in i2v[1].error
+    assert "text_prompt" in i2v[2].error and str(tmp_path / "p.json") in i2v[2].error
+    assert "expected a caption string" in i2v[3].error

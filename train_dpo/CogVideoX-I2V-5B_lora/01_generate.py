@@ -1,0 +1,48 @@
+"""Step 1 of the CogVideoX-5B-I2V image-to-video DPO recipe: generate candidate videos (image-to-video, 4 seeds per prompt).
+
+    python train_dpo/CogVideoX-I2V-5B_lora/01_generate.py                       # everything, one process
+    python train_dpo/CogVideoX-I2V-5B_lora/01_generate.py --num_shards 8 --shard_index $i --gpu_id $i   # one of 8 GPUs
+    python train_dpo/CogVideoX-I2V-5B_lora/01_generate.py --num_shards 8 --merge  # then join the shard JSONs
+
+Writes ``OUTPUT_DIR/<group_id>/seed_<seed>.mp4`` and ``OUTPUT_DIR/groups.json`` (see
+``generate/candidates.py`` for the format). Re-running resumes: finished videos are kept.
+``PROMPTS_JSON`` must give a first frame per prompt:
+``{"id": {"text_prompt": "...", "image_prompt": "images/x.png"}}`` (paths relative to the JSON file).
+"""
+
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
+
+from generate.candidates import build_arg_parser, run_from_args  # noqa: E402
+
+# --- configuration (every value can be overridden on the command line) ---
+BASE_MODEL = "THUDM/CogVideoX-5b-I2V"
+KIND = "i2v"
+PROMPTS_JSON = str(REPO_ROOT / "data" / "i2v_prompts.json")
+OUTPUT_DIR = str(REPO_ROOT / "outputs" / "candidates" / "CogVideoX-I2V-5B")
+NUM_SEEDS = 4
+SEED_START = 0
+NUM_FRAMES = None  # None = the checkpoint's: 49
+HEIGHT = None  # None = the checkpoint's: 480
+WIDTH = None  # None = the checkpoint's: 720
+NUM_INFERENCE_STEPS = 50
+GUIDANCE_SCALE = 6.0
+FPS = 8
+
+
+def main(argv=None) -> int:
+    """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad configuration)."""
+    defaults = dict(
+        base_model=BASE_MODEL, kind=KIND, prompts_json=PROMPTS_JSON, output_dir=OUTPUT_DIR,
+        num_seeds=NUM_SEEDS, seed_start=SEED_START, num_frames=NUM_FRAMES, height=HEIGHT, width=WIDTH,
+        num_inference_steps=NUM_INFERENCE_STEPS, guidance_scale=GUIDANCE_SCALE, fps=FPS,
+    )
+    parser = build_arg_parser(defaults, description=__doc__.split("\n\n")[0])
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
