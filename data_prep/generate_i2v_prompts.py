@@ -7,8 +7,8 @@ Usage::
 
 For every image (``.png``, ``.jpg``, ``.jpeg``, ``.webp``, sorted by name) the output gets
 ``{"<image stem>": {"text_prompt": ..., "image_prompt": "<absolute or --relative_to path>"}}``.
-The text is the image's caption if ``--captions`` (``{image file name or stem: caption}``) has one,
-else ``--base_prompt`` with the image's name; a camera-motion phrase is appended in either case
+The text is the image's caption if ``--captions`` (``{image file name or stem: caption}``; default
+``<image_dir>/captions.json`` when that file exists) has one, else ``--base_prompt`` with the image's name; a camera-motion phrase is appended in either case
 (cycling through ``data_prep.prompts.CAMERA_MOTION_PHRASES``) so that candidates move the camera.
 Files that are not readable images are skipped with a warning naming them.
 """
@@ -39,14 +39,19 @@ def generate_i2v_prompts(
 ) -> dict:
     """Map each readable image in ``image_dir`` to an I2V prompt entry.
 
+    ``captions`` defaults to ``image_dir/captions.json`` when that file exists.
+
     Raises:
         FileNotFoundError: ``image_dir`` is not a folder.
+        JSONInputError: ``image_dir/captions.json`` is malformed.
     """
     from PIL import Image, UnidentifiedImageError
 
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder not found: {image_dir}")
+    if captions is None and (image_dir / "captions.json").is_file():
+        captions = read_json(image_dir / "captions.json")
     captions = captions or {}
     out: dict = {}
     for path in sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS):

@@ -1,17 +1,9 @@
 import json
 import shutil
-from pathlib import Path
-
-import pytest
 
 from data_prep.captions_to_prompts import captions_to_prompts, main as captions_main
 from data_prep.generate_i2v_prompts import generate_i2v_prompts, main as i2v_main
 from data_prep.prompts import CAMERA_MOTION_PHRASES, prompt_id
-
-
-@pytest.fixture
-def fixtures_dir():
-    return Path(__file__).parent / "fixtures"
 
 
 def test_prompt_id_is_stable_unique_and_file_safe(fixtures_dir):
@@ -65,3 +57,10 @@ def test_generate_i2v_prompts(fixtures_dir, tmp_path):
     assert i2v_main([str(imgs), str(dst), "--relative_to", str(tmp_path)]) == 0
     assert json.loads(dst.read_text())["chelsea"]["image_prompt"] == "imgs/chelsea.png"
     assert i2v_main([str(tmp_path / "missing"), str(dst)]) == 2
+
+
+def test_i2v_prompts_read_folder_captions(fixtures_dir, tmp_path):
+    shutil.copy(fixtures_dir / "images" / "coffee.png", tmp_path / "coffee.png")
+    (tmp_path / "captions.json").write_text(json.dumps({"coffee": "Latte art in a white cup"}))
+    out = generate_i2v_prompts(tmp_path)
+    assert out["coffee"]["text_prompt"] == "Latte art in a white cup. " + CAMERA_MOTION_PHRASES[0]

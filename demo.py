@@ -1,0 +1,282 @@
+"""The whole VideoGPA loop in one command, on real prompts and real images.
+
+    python demo.py                                   # tiny local models, CPU, a few minutes
+    python demo.py --captions data/dl3dv_captions_1K.json --images data/images --num_prompts 4 --num_seeds 3 --steps 20
+    python demo.py --preset cogvideox-5b --run_dir runs/5b   # the real models, one CUDA GPU
+
+Stages (each one is the per-model script of its step, called with the arguments shown in
+``report.json``; the demo is a thin driver, not a second implementation):
+
+1. tiny checkpoints (``utils/tiny_models.py``; tiny preset only, built once under ``checkpoints/tiny``)
+2. prompts: DL3DV captions -> T2V prompts, first frames -> I2V prompts (``data_prep/``)
+3. candidates: ``train_dpo/<model>/01_generate.py``, NUM_SEEDS videos per prompt
+4. geometry scores: ``train_dpo/video_scorer.py`` (VGGT -> point cloud -> reprojection -> MSE + LPIPS)
+5. latents: ``train_dpo/<model>/02_encode.py`` (VAE latents + prompt/image conditioning)
+6. Diffusion-DPO LoRA training: ``train_dpo/<model>/03_train.py`` (winner/loser pairs per prompt)
+7. inference with the trained adapter: ``generate/{t2v,i2v}_inference.py`` (and the base model, same seed)
+8. ``report.md`` / ``report.json`` + PNG figures in the run folder
+
+The tiny preset runs on random tiny models (``utils/tiny_models.py``), random LPIPS weights and a
+tiny random VGGT, so its numbers exercise the code but mean nothing; its pair-selection thresholds
+are relaxed (``TINY_PAIR_RULES``) so that random scores still give pairs. The real presets use the
+hub checkpoints, the published LPIPS weights and the released training settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from utils.io_utils import atomic_write_json, read_json  # noqa: E402
+from utils.scripts import model_script, run_script  # noqa: E402
+
+logger = logging.getLogger("demo")
+
+# --- configuration (every value can be overridden on the command line) ---
+CAPTIONS_JSON = REPO_ROOT / "data" / "dl3dv_captions_1K.json"  # real DL3DV scene captions
+IMAGES_DIR = REPO_ROOT / "data" / "images"  # real first frames for image-to-video
+RUN_DIR = REPO_ROOT / "runs" / "demo"
+TINY_ROOT = REPO_ROOT / "checkpoints" / "tiny"
+NUM_PROMPTS = 2
+NUM_SEEDS = 3
+TRAIN_STEPS = 8
+PRESET = "tiny"
+# Relaxed pair rules for random tiny models (released values: min_gap 0.05, threshold 0.8, motion 0.001).
+TINY_PAIR_RULES = ["--min_gap", "0", "--metric_threshold", "none", "--motion_threshold", "none"]
+
+
+@dataclass
+class Loop:
+    """One generate -> score -> encode -> train -> infer loop for one model."""
+
+    mode: str  # "t2v" or "i2v"
+    model_dir: str  # folder under train_dpo/
+    base_model: str
+    extra_generate: list[str] = field(default_factory=list)
+    extra_score: list[str] = field(default_factory=list)
+    extra_encode: list[str] = field(default_factory=list)
+    extra_train: list[str] = field(default_factory=list)
+    extra_infer: list[str] = field(default_factory=list)
+
+
+def _tiny_loops(args) -> tuple[list[Loop], dict]:
+    from metrics.lpips import build_random_lpips_weights
+    from utils.tiny_models import ensure_tiny_models
+
+    paths = ensure_tiny_models(args.tiny_root)
+    vgg, lin = build_random_lpips_weights(Path(args.run_dir) / "lpips_random", seed=0, width=0.25)
+    steps = ["--num_inference_steps", str(args.inference_steps)]
+    score = ["--vggt_model", str(paths["vggt"]), "--num_frames", "8", "--image_size", "112",
+             "--lpips_vgg_weights", str(vgg), "--lpips_lin_weights", str(lin), "--devices", "cpu"]
+    train = ["--lora_rank", "8", "--lora_alpha", "16", "--learning_rate", "1e-3", "--warmup_steps", "0",
+             "--batch_size", "1", "--grad_accum", "1", "--val_fraction", "0", "--checkpoint_every",
+             str(max(1, args.steps // 2)), "--no_progress_bar"] + TINY_PAIR_RULES
+
+    def loop(mode, model_dir, name):
+        from generate.common import read_model_defaults
+
+        d = read_model_defaults(paths[name])
+        size = ["--num_frames", str(d.num_frames), "--height", str(d.height), "--width", str(d.width)]
+        return Loop(mode, model_dir, str(paths[name]), extra_generate=steps, extra_score=score,
+                    extra_encode=size, extra_train=train, extra_infer=steps)
+
+    loops = [loop("t2v", "CogVideoX-5B_lora", "cogvideox-t2v"), loop("i2v", "CogVideoX-I2V-5B_lora", "cogvideox-i2v")]
+    return loops, {"tiny_models": {k: str(v) for k, v in paths.items()}, "lpips_weights": [str(vgg), str(lin)]}
+
+
+PRESETS = {
+    # name: (mode, per-model folder, hub id). Real presets use the scripts' own configuration.
+    "cogvideox-5b": ("t2v", "CogVideoX-5B_lora", "THUDM/CogVideoX-5b"),
+    "cogvideox-5b-i2v": ("i2v", "CogVideoX-I2V-5B_lora", "THUDM/CogVideoX-5b-I2V"),
+    "cogvideox1.5-5b": ("t2v", "CogVideoX1.5-5B_lora", "THUDM/CogVideoX1.5-5B"),
+}
+
+
+class StageError(RuntimeError):
+    """A stage's script exited non-zero; the message names the stage and its arguments."""
+
+
+class Stages:
+    """Times each stage and records the command line it ran."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.commands: dict[str, list[str]] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        logger.info("=== %s", name)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - t0, 2)
+            logger.info("=== %s: %.1f s", name, self.seconds[name])
+
+    def run(self, name: str, script: Path, argv: list[str]) -> None:
+        self.commands[name] = [str(script.relative_to(REPO_ROOT))] + argv
+        with self.stage(name):
+            code = run_script(script, argv)
+        if code != 0:
+            raise StageError(f"stage '{name}' failed (exit {code}): python {' '.join(self.commands[name])}")
+
+
+def _prompts(args, run_dir: Path, modes: set[str]) -> dict[str, Path]:
+    from data_prep.captions_to_prompts import captions_to_prompts
+    from data_prep.generate_i2v_prompts import generate_i2v_prompts
+
+    out = {}
+    if "t2v" in modes:
+        prompts = captions_to_prompts(read_json(args.captions), num_prompts=args.num_prompts, add_motion=True)
+        if not prompts:
+            raise StageError(f"no usable captions in {args.captions}")
+        out["t2v"] = run_dir / "prompts_t2v.json"
+        atomic_write_json(out["t2v"], prompts)
+    if "i2v" in modes:
+        prompts = generate_i2v_prompts(args.images)
+        prompts = dict(list(prompts.items())[: args.num_prompts])
+        if not prompts:
+            raise StageError(f"no readable images in {args.images}")
+        out["i2v"] = run_dir / "prompts_i2v.json"
+        atomic_write_json(out["i2v"], prompts)
+    return out
+
+
+def _first_prompt(prompts_json: Path) -> dict:
+    return next(iter(read_json(prompts_json).values()))
+
+
+def run_loop(loop: Loop, prompts_json: Path, run_dir: Path, args, stages: Stages) -> dict:
+    """Run one model's loop; returns the paths it wrote."""
+    root = run_dir / loop.mode
+    cand = root / "candidates"
+    groups, scored, encoded = cand / "groups.json", cand / "groups_scored.json", cand / "groups_encoded.json"
+    dpo, infer = root / "dpo", root / "inference"
+    m = loop.mode
+    stages.run(f"{m}: generate candidates", model_script(loop.model_dir, "01_generate"),
+               ["--base_model", loop.base_model, "--prompts_json", str(prompts_json), "--output_dir", str(cand),
+                "--num_seeds", str(args.num_seeds)] + loop.extra_generate)
+    stages.run(f"{m}: geometry scores", REPO_ROOT / "train_dpo" / "video_scorer.py",
+               ["--input_json", str(groups), "--output_json", str(scored), "--base_path", str(cand)]
+               + loop.extra_score)
+    stages.run(f"{m}: encode latents", model_script(loop.model_dir, "02_encode"),
+               ["--base_model", loop.base_model, "--input_json", str(scored), "--output_json", str(encoded),
+                "--base_path", str(cand)] + loop.extra_encode)
+    stages.run(f"{m}: DPO training", model_script(loop.model_dir, "03_train"),
+               ["--base_model", loop.base_model, "--train_json", str(encoded), "--base_path", str(cand),
+                "--output_dir", str(dpo), "--max_steps", str(args.steps)] + loop.extra_train)
+    adapter = dpo / "final_lora"
+    entry = _first_prompt(prompts_json)
+    script = REPO_ROOT / "generate" / f"{m}_inference.py"
+    positional = [entry["text_prompt"]] + ([entry["image_prompt"]] if m == "i2v" else [])
+    common = ["--seed", "0"] + loop.extra_infer
+    stages.run(f"{m}: inference with adapter", script,
+               positional + ["--base_model", loop.base_model, "--lora_path", str(adapter),
+                             "--output_dir", str(infer / "videogpa_lora")] + common)
+    stages.run(f"{m}: inference, base model", script,
+               positional + ["--base_model", loop.base_model, "--output_dir", str(infer / "base")] + common)
+    metrics_csv = sorted(dpo.rglob("metrics.csv"))
+    return {
+        "prompts_json": prompts_json,
+        "groups_json": groups,
+        "scored_json": scored,
+        "encoded_json": encoded,
+        "adapter": adapter,
+        "metrics_csv": metrics_csv[-1] if metrics_csv else None,
+        "videos": sorted(str(p) for p in cand.rglob("*.mp4")),
+        "inference_videos": sorted(str(p) for p in infer.rglob("*.mp4")),
+    }
+
+
+def _video_difference(videos: list[str]) -> float | None:
+    """Mean absolute pixel difference (0-255) between the adapter's and the base model's video."""
+    import numpy as np
+
+    from utils.video_utils import read_video_frames
+
+    lora = [v for v in videos if "videogpa_lora" in v]
+    base = [v for v in videos if "/base/" in v.replace("\\", "/")]
+    if not lora or not base:
+        return None
+    a, b = read_video_frames(lora[0]).astype(np.float32), read_video_frames(base[0]).astype(np.float32)
+    return float(np.abs(a - b).mean()) if a.shape == b.shape else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=["tiny", *PRESETS], default=PRESET,
+                   help="tiny: random tiny models on CPU (default); others: the real models on a GPU")
+    p.add_argument("--captions", default=str(CAPTIONS_JSON), help="DL3DV-style captions JSON {key: caption}")
+    p.add_argument("--images", default=str(IMAGES_DIR), help="folder of first frames for image-to-video")
+    p.add_argument("--run_dir", default=str(RUN_DIR))
+    p.add_argument("--num_prompts", type=int, default=NUM_PROMPTS)
+    p.add_argument("--num_seeds", type=int, default=NUM_SEEDS)
+    p.add_argument("--steps", type=int, default=TRAIN_STEPS, help="DPO optimiser steps")
+    p.add_argument("--inference_steps", type=int, default=4, help="denoising steps (tiny preset)")
+    p.add_argument("--modes", nargs="+", choices=("t2v", "i2v"), default=None,
+                   help="tiny preset: which loops to run (default both)")
+    p.add_argument("--tiny_root", default=str(TINY_ROOT))
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stages = Stages()
+    try:
+        if args.preset == "tiny":
+            with stages.stage("tiny checkpoints"):
+                loops, extra = _tiny_loops(args)
+            if args.modes:
+                loops = [lp for lp in loops if lp.mode in args.modes]
+        else:
+            mode, model_dir, hub_id = PRESETS[args.preset]
+            loops, extra = [Loop(mode, model_dir, hub_id)], {}
+        with stages.stage("prompts"):
+            prompts = _prompts(args, run_dir, {lp.mode for lp in loops})
+        results = {lp.mode: run_loop(lp, prompts[lp.mode], run_dir, args, stages) for lp in loops}
+    except StageError as e:
+        logger.error("%s", e)
+        return 1
+
+    from train_dpo.dataset import PairSelectionConfig, select_preference_pairs
+    from utils.report import write_report
+
+    with stages.stage("report"):
+        groups, pairs, pair_stats, diffs = [], [], {}, {}
+        rules = PairSelectionConfig(min_gap=0.0, metric_threshold=None, motion_threshold=None) \
+            if args.preset == "tiny" else PairSelectionConfig()
+        for mode, res in results.items():
+            data = read_json(res["encoded_json"])
+            for g in data["groups"]:
+                groups.append({**g, "group_id": f"{mode}/{g['group_id']}"})
+            sel, pair_stats[mode] = select_preference_pairs(data, rules)
+            pairs += [{"group_id": f"{mode}/{p.group_id}", "winner": p.winner["video_path"],
+                       "loser": p.loser["video_path"], "metric_w": p.metric_w, "metric_l": p.metric_l}
+                      for p in sel]
+            diffs[mode] = _video_difference(res["inference_videos"])
+        metrics_csv = next((r["metrics_csv"] for r in results.values() if r["metrics_csv"]), None)
+        paths = {f"{mode}: {k}": (v if isinstance(v, list) else str(v))
+                 for mode, res in results.items() for k, v in res.items()}
+        out = write_report(run_dir, groups, pairs, stages.seconds, paths, metrics_csv=metrics_csv,
+                           extra={"preset": args.preset, "pair_selection": pair_stats, "commands": stages.commands,
+                                  "adapter_vs_base_mean_abs_pixel_diff": diffs, **extra})
+    print(f"\nreport: {out['md']}")
+    for name, sec in stages.seconds.items():
+        print(f"  {name:32s} {sec:7.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
