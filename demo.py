@@ -78,7 +78,7 @@ def _tiny_loops(args) -> tuple[list[Loop], dict]:
     score = ["--vggt_model", str(paths["vggt"]), "--num_frames", "8", "--image_size", "112",
              "--lpips_vgg_weights", str(vgg), "--lpips_lin_weights", str(lin), "--devices", "cpu"]
     train = ["--lora_rank", "8", "--lora_alpha", "16", "--learning_rate", "1e-3", "--warmup_steps", "0",
-             "--batch_size", "1", "--grad_accum", "1", "--val_fraction", "0", "--checkpoint_every",
+             "--batch_size", "1", "--grad_accum", "1", "--val_fraction", "0", "--log_every", "1", "--checkpoint_every",
              str(max(1, args.steps // 2)), "--no_progress_bar"] + TINY_PAIR_RULES
 
     def loop(mode, model_dir, name):

@@ -1,0 +1,420 @@
+"""Diffusion-DPO LoRA trainer (train_dpo/trainer.py) on the tiny CogVideoX models, CPU.
+
+* step 0: policy == reference, loss exactly ln 2, one copy of the base weights;
+* train/inference parity: the trainer's transformer call equals the pipeline's (T2V, I2V, 1.5);
+* learning on a synthetic preference set (held-out implicit accuracy >= 0.8; curve printed);
+* the trained adapter loads in generate/t2v_inference.py / i2v_inference.py and changes the video;
+* resume continues the step count and the optimiser state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from train_dpo.trainer import (
+    DPOTrainConfig,
+    VideoDPOModule,
+    build_train_argparser,
+    config_from_args,
+    load_base_components,
+    pad_latent_frames,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+I2V = "cogvideox-i2v"
+MODELS = ("cogvideox-t2v", I2V, "cogvideox1.5-t2v")
+LATENT_SHAPE = {"cogvideox-t2v": (3, 4, 8, 12), I2V: (3, 4, 8, 12), "cogvideox1.5-t2v": (5, 4, 8, 12)}
+LN2_F32 = torch.log(torch.tensor(2.0)).item()
+
+
+def make_synthetic_preferences(root: Path, n_groups=40, shape=(3, 4, 8, 12), shift=0.05, seed=0, image=False):
+    """Encoded-JSON + safetensors: winners ~ N(+shift, 1), losers ~ N(-shift, 1) (per element)."""
+    root.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    groups = []
+    for i in range(n_groups):
+        gid = f"g{i:03d}"
+        (root / gid).mkdir(exist_ok=True)
+        cond = {"prompt_embeds": 0.1 * torch.randn(226, 32, generator=g)}
+        if image:
+            il = torch.zeros(shape)
+            il[0] = torch.randn(shape[1:], generator=g)
+            cond["image_latents"] = il
+        save_file(cond, str(root / gid / "condition.safetensors"))
+        videos = []
+        for j, (mu, score) in enumerate([(shift, 0.2), (-shift, 0.6)]):
+            save_file(
+                {"latents": torch.randn(shape, generator=g) + mu}, str(root / gid / f"v{j}.safetensors")
+            )
+            videos.append(
+                {
+                    "video_path": f"{gid}/seed_{j}.mp4",
+                    "seed": j,
+                    "consistency_score": score,
+                    "motion_norm": 0.1,
+                    "latent_path": f"{gid}/v{j}.safetensors",
+                }
+            )
+        groups.append(
+            {
+                "group_id": gid,
+                "prompt": "a camera orbits a stone gateway",
+                "condition_path": f"{gid}/condition.safetensors",
+                "videos": videos,
+            }
+        )
+    (root / "encoded.json").write_text(json.dumps({"groups": groups}))
+    return root / "encoded.json"
+
+
+def _batch(name, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shape = LATENT_SHAPE[name]
+    b = {
+        "latents_w": torch.randn(1, *shape, generator=g),
+        "latents_l": torch.randn(1, *shape, generator=g),
+        "prompt_embeds": torch.randn(1, 226, 32, generator=g),
+    }
+    if name == I2V:
+        b["image_latents"] = torch.zeros(1, *shape)
+        b["image_latents"][:, 0] = torch.randn(shape[1:], generator=g)
+    return b
+
+
+def _small_cfg(**kw):
+    base = dict(
+        lora_rank=8, lora_alpha=8, num_workers=0, progress_bar=False, loggers=("csv",), warmup_steps=0
+    )
+    base.update(kw)
+    return DPOTrainConfig(**base)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_step0_loss_is_ln2_and_base_weights_exist_once(tiny_models, name):
+    from diffusers import CogVideoXTransformer3DModel
+
+    transformer, scheduler, sf = load_base_components(tiny_models[name])
+    n_base = sum(p.numel() for p in transformer.parameters())
+    module = VideoDPOModule(transformer, scheduler, _small_cfg(gradient_checkpointing=True), sf)
+    out = module.dpo_step(_batch(name), torch.Generator().manual_seed(1))
+    assert torch.equal(out.logits, torch.zeros(1))  # LoRA B = 0: policy == reference bit for bit
+    assert out.loss.item() == LN2_F32 and abs(out.loss.item() - math.log(2)) < 1e-7
+    assert out.err_w.item() > 0 and out.err_w.item() == out.err_ref_w.item()
+    # one transformer, its weights once; only the LoRA weights train and receive gradients
+    assert sum(isinstance(m, CogVideoXTransformer3DModel) for m in module.modules()) == 1
+    lora = module.trainable_parameters()
+    assert sum(p.numel() for p in module.parameters()) == n_base + sum(p.numel() for p in lora)
+    out.loss.backward()
+    with_grad = [n for n, p in module.named_parameters() if p.grad is not None]
+    assert with_grad and all(".lora_" in n for n in with_grad)
+    assert any(p.grad.abs().sum() > 0 for p in lora)
+
+
+def test_pad_latent_frames_prepends_first_frame():
+    x = torch.arange(5.0).view(1, 5, 1, 1, 1).expand(2, 5, 3, 2, 2)
+    y = pad_latent_frames(x, 2)
+    assert y.shape == (2, 6, 3, 2, 2) and y[:, :, 0, 0, 0].tolist() == [[0, 0, 1, 2, 3, 4]] * 2
+    assert pad_latent_frames(x, None) is x and pad_latent_frames(x[:, :4], 2).shape[1] == 4
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_train_inference_parity(tiny_models, fixtures_dir, name):
+    """Capture the pipeline's transformer call (1 step, no CFG) and rebuild it with the trainer."""
+    from diffusers import DiffusionPipeline
+
+    from generate.common import load_image
+    from train_dpo.encode import prepare_image_latents
+
+    pipe = DiffusionPipeline.from_pretrained(str(tiny_models[name]))
+    captured = {}
+
+    def pre_hook(module, args, kwargs):
+        captured["kwargs"] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in kwargs.items()}
+
+    def post_hook(module, args, kwargs, output):
+        captured["out"] = output[0].clone()
+
+    h1 = pipe.transformer.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    h2 = pipe.transformer.register_forward_hook(post_hook, with_kwargs=True)
+    num_frames = 17 if name == "cogvideox1.5-t2v" else 9
+    call = dict(
+        prompt="a camera orbits a stone gateway",
+        num_frames=num_frames,
+        height=64,
+        width=96,
+        num_inference_steps=1,
+        guidance_scale=1.0,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(3),
+    )
+    if name == I2V:
+        call["image"] = load_image(fixtures_dir / "images" / "chelsea.png", 64, 96)
+    with torch.no_grad():
+        pipe(**call)
+    h1.remove()
+    h2.remove()
+    kw = captured["kwargs"]
+
+    module = VideoDPOModule(
+        pipe.transformer,
+        pipe.scheduler,
+        _small_cfg(gradient_checkpointing=False),
+        pipe.vae_scale_factor_spatial,
+    )
+    hidden = kw["hidden_states"]
+    c = module.transformer_config.out_channels
+    latents, image = (hidden[:, :, :c], hidden[:, :, c:]) if name == I2V else (hidden, None)
+    if name == "cogvideox1.5-t2v":
+        assert latents.shape[1] == 6  # 5 latent frames padded to a multiple of patch_size_t = 2
+    inputs = module.build_transformer_inputs(latents, kw["timestep"], kw["encoder_hidden_states"], image)
+    expected = {k: v for k, v in kw.items() if v is not None and k not in ("attention_kwargs", "return_dict")}
+    assert set(expected) == {k for k, v in inputs.items() if v is not None}
+    assert set(expected) >= {"hidden_states", "encoder_hidden_states", "timestep", "image_rotary_emb"}
+    for k, v in expected.items():
+        if k == "image_rotary_emb":
+            assert len(v) == 2 and all(torch.equal(a, b) for a, b in zip(inputs[k], v, strict=True))
+        else:
+            assert torch.equal(inputs[k], v), k
+            assert inputs[k].dtype == v.dtype, k
+    with torch.no_grad():
+        assert torch.equal(module(inputs), captured["out"])
+        assert torch.equal(module(inputs, reference=True), captured["out"])
+    if name == I2V:  # the encoder's condition latents are what the pipeline fed the transformer
+        cond = prepare_image_latents(
+            pipe, fixtures_dir / "images" / "chelsea.png", 9, 64, 96, torch.Generator().manual_seed(3)
+        )
+        assert torch.equal(cond.unsqueeze(0), image)
+
+
+@pytest.fixture(scope="module")
+def trained_t2v(tiny_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("dpo_t2v")
+    data = make_synthetic_preferences(root / "data", n_groups=40, shift=0.05)
+    cfg = _small_cfg(
+        base_model=str(tiny_models["cogvideox-t2v"]),
+        train_json=str(data),
+        output_dir=str(root / "out"),
+        learning_rate=3e-4,
+        max_steps=30,
+        batch_size=2,
+        grad_accum=1,
+        val_fraction=0.25,
+        val_every=5,
+        checkpoint_every=10,
+        gradient_checkpointing=False,
+        loggers=("csv", "tensorboard"),
+    )
+    return train(cfg)
+
+
+def test_learning_on_synthetic_preferences(trained_t2v):
+    res = trained_t2v
+    assert res.data_stats["train_pairs"] == 30 and res.data_stats["val_pairs"] == 10
+    curve = [(0, 0.0)] + [(h["step"], h["accuracy"]) for h in res.val_history]  # step 0: logits are exactly 0
+    print("\nheld-out implicit reward accuracy (step, acc):", curve)
+    print("held-out reward margin:", [(h["step"], round(h["reward_margin"], 6)) for h in res.val_history])
+    assert [s for s, _ in curve] == [0, 5, 10, 15, 20, 25, 30]
+    assert curve[-1][1] >= 0.8
+    assert res.val_history[-1]["reward_margin"] > 0 and res.val_history[-1]["loss"] < math.log(2)
+    assert res.trainer.global_step == 30
+    out = res.output_dir
+    for d in ("checkpoint-10", "checkpoint-20", "checkpoint-30", "final_lora"):
+        assert (out / d / "adapter_config.json").is_file() and (
+            out / d / "adapter_model.safetensors"
+        ).is_file()
+    cfg = json.loads((out / "final_lora" / "adapter_config.json").read_text())
+    assert (
+        cfg["peft_type"] == "LORA"
+        and cfg["r"] == 8
+        and set(cfg["target_modules"]) == {"to_q", "to_k", "to_v", "to_out.0"}
+    )
+    assert cfg["auto_mapping"]["base_model_class"] == "CogVideoXTransformer3DModel"
+    logs = list((out / "logs").rglob("metrics.csv"))
+    assert logs and "train/reward_margin" in logs[0].read_text().splitlines()[0]
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert json.loads((out / "val_history.json").read_text()) == res.val_history
+
+
+def _frames(path):
+    from utils.video_utils import read_video_frames
+
+    return read_video_frames(path).astype(np.int16)
+
+
+def test_trained_adapter_changes_t2v_video(tiny_models, trained_t2v, tmp_path):
+    from generate import t2v_inference
+    from utils.lora import validate_adapter_dir
+
+    adapter = trained_t2v.final_lora
+    validate_adapter_dir(adapter, load_base_components(tiny_models["cogvideox-t2v"])[0])
+    args = [
+        "a camera orbits a stone gateway",
+        "--base_model",
+        str(tiny_models["cogvideox-t2v"]),
+        "--num_inference_steps",
+        "2",
+    ]
+    assert t2v_inference.main([*args, "--output_dir", str(tmp_path / "base")]) == 0
+    assert (
+        t2v_inference.main([*args, "--output_dir", str(tmp_path / "lora"), "--lora_path", str(adapter)]) == 0
+    )
+    name = "a_camera_orbits_a_stone_gateway_seed42.mp4"
+    diff = np.abs(_frames(tmp_path / "lora" / name) - _frames(tmp_path / "base" / name)).mean()
+    assert diff > 0.5, diff
+
+
+def test_resume_continues_steps_and_optimizer_state(tiny_models, tmp_path):
+    data = make_synthetic_preferences(
+        tmp_path / "data", n_groups=6, shape=(5, 4, 8, 12)
+    )  # 1.5: 5 latent frames
+    common = dict(
+        base_model=str(tiny_models["cogvideox1.5-t2v"]),
+        train_json=str(data),
+        output_dir=str(tmp_path / "out"),
+        learning_rate=1e-3,
+        batch_size=1,
+        grad_accum=2,
+        checkpoint_every=2,
+        val_fraction=0.2,
+        warmup_steps=2,
+    )
+    res = train(_small_cfg(max_steps=4, **common))
+    assert res.trainer.global_step == 4 and res.last_ckpt.is_file()
+    ckpt = torch.load(res.last_ckpt, map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 4
+    assert ckpt["state_dict"] and all(".lora_" in k for k in ckpt["state_dict"])  # no frozen base weights
+    n_lora = len(res.module.trainable_parameters())
+    assert len(ckpt["state_dict"]) == n_lora
+    saved_opt = ckpt["optimizer_states"][0]["state"]
+    assert len(saved_opt) == n_lora and int(saved_opt[0]["step"]) == 4
+
+    seen = {}
+
+    class Probe(__import__("pytorch_lightning").Callback):
+        def on_train_start(self, trainer, pl_module):
+            opt = trainer.optimizers[0]
+            seen["step"] = trainer.global_step
+            seen["exp_avg"] = [opt.state[p]["exp_avg"].clone() for p in opt.param_groups[0]["params"]]
+            seen["lr_epoch"] = trainer.lr_scheduler_configs[0].scheduler.last_epoch
+            seen["lora"] = {k: v.clone() for k, v in pl_module.state_dict().items() if ".lora_" in k}
+
+    res2 = train(_small_cfg(max_steps=6, resume="auto", **common), callbacks=[Probe()])
+    assert seen["step"] == 4 and seen["lr_epoch"] == 4
+    for got, want in zip(seen["exp_avg"], [saved_opt[i]["exp_avg"] for i in range(n_lora)], strict=True):
+        assert torch.equal(got, want)
+    assert all(torch.equal(seen["lora"][k], v) for k, v in ckpt["state_dict"].items())
+    assert res2.trainer.global_step == 6
+    assert (tmp_path / "out" / "checkpoint-6" / "adapter_model.safetensors").is_file()
+    with pytest.raises(FileNotFoundError):
+        train(_small_cfg(max_steps=7, resume=str(tmp_path / "nope.ckpt"), **common))
+
+
+def test_i2v_script_trains_and_adapter_changes_i2v_video(tiny_models, fixtures_dir, tmp_path):
+    from generate import i2v_inference
+
+    data = make_synthetic_preferences(tmp_path / "data", n_groups=4, image=True)
+    main = runpy.run_path(str(REPO / "train_dpo" / "CogVideoX-I2V-5B_lora" / "03_train.py"))["main"]
+    rc = main(
+        [
+            "--base_model",
+            str(tiny_models[I2V]),
+            "--train_json",
+            str(data),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--max_steps",
+            "3",
+            "--warmup_steps",
+            "0",
+            "--lr",
+            "1e-2",
+            "--lora_rank",
+            "8",
+            "--lora_alpha",
+            "8",
+            "--num_workers",
+            "0",
+            "--no_progress_bar",
+            "--loggers",
+            "csv",
+            "--val_fraction",
+            "0.25",
+        ]
+    )
+    assert rc == 0
+    adapter = tmp_path / "out" / "final_lora"
+    args = [
+        "a cat",
+        str(fixtures_dir / "images" / "chelsea.png"),
+        "--base_model",
+        str(tiny_models[I2V]),
+        "--num_inference_steps",
+        "2",
+    ]
+    assert i2v_inference.main([*args, "--output_dir", str(tmp_path / "base")]) == 0
+    assert (
+        i2v_inference.main([*args, "--output_dir", str(tmp_path / "lora"), "--lora_path", str(adapter)]) == 0
+    )
+    diff = np.abs(
+        _frames(tmp_path / "lora" / "chelsea_seed42.mp4") - _frames(tmp_path / "base" / "chelsea_seed42.mp4")
+    )
+    assert diff.mean() > 0.5, diff.mean()
+    # an I2V model refuses data without image latents
+    plain = make_synthetic_preferences(tmp_path / "plain", n_groups=2)
+    assert (
+        main(
+            [
+                "--base_model",
+                str(tiny_models[I2V]),
+                "--train_json",
+                str(plain),
+                "--output_dir",
+                str(tmp_path / "o2"),
+                "--max_steps",
+                "1",
+                "--num_workers",
+                "0",
+                "--loggers",
+                "csv",
+            ]
+        )
+        == 2
+    )
+
+
+def test_script_defaults_are_the_released_settings():
+    for model_dir, bs, ga in (
+        ("CogVideoX-5B_lora", 1, 2),
+        ("CogVideoX-I2V-5B_lora", 2, 1),
+        ("CogVideoX1.5-5B_lora", 1, 2),
+    ):
+        g = runpy.run_path(str(REPO / "train_dpo" / model_dir / "03_train.py"))
+        assert (g["BATCH_SIZE"], g["GRAD_ACCUM"]) == (bs, ga)
+        assert (g["LEARNING_RATE"], g["BETA"], g["MAX_STEPS"], g["WARMUP_STEPS"]) == (5e-6, 1.0, 10000, 500)
+        assert (g["MIN_GAP"], g["METRIC_THRESHOLD"], g["MOTION_THRESHOLD"]) == (0.05, 0.8, 0.001)
+        assert (g["CHECKPOINT_EVERY"], g["VAL_FRACTION"], g["LORA_RANK"], g["LORA_ALPHA"]) == (
+            1000,
+            0.02,
+            64,
+            128,
+        )
+        e = runpy.run_path(str(REPO / "train_dpo" / model_dir / "02_encode.py"))
+        assert (e["NUM_FRAMES"], e["HEIGHT"], e["WIDTH"]) == (
+            (81, 768, 1360) if "1.5" in model_dir else (49, 480, 720)
+        )
+    cfg = config_from_args(
+        build_train_argparser({"base_model": "m", "train_json": "j"}).parse_args(
+            ["--metric_threshold", "none", "--devices", "0,1", "--wandb"]
+        )
+    )
+    assert cfg.metric_threshold is None and cfg.devices == [0, 1] and "wandb" in cfg.loggers
+    assert cfg.max_grad_norm == 1.0 and cfg.lora_targets == ("to_q", "to_k", "to_v", "to_out.0")

@@ -1,0 +1,79 @@
+"""Step 4 of the CogVideoX-5B-I2V image-to-video DPO recipe: Diffusion-DPO LoRA training.
+
+    python train_dpo/CogVideoX-I2V-5B_lora/03_train.py                            # 1 GPU / all GPUs
+    python train_dpo/CogVideoX-I2V-5B_lora/03_train.py --devices 8 --num_nodes 2  # DDP, per node
+    python train_dpo/CogVideoX-I2V-5B_lora/03_train.py --resume auto              # continue a run
+
+Writes OUTPUT_DIR/checkpoint-<step>/ and OUTPUT_DIR/final_lora/ (PEFT adapters in the format of the
+released VideoGPA LoRAs: load with ``generate/i2v_inference.py --lora_path``),
+OUTPUT_DIR/lightning/last.ckpt (resume), CSV + TensorBoard logs. Defaults: the released VideoGPA
+training settings. Shared code: ``train_dpo/trainer.py`` (model), ``train_dpo/dataset.py`` (pairs),
+``train_dpo/loss.py`` (loss).
+"""
+
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+# --- configuration (every value can be overridden on the command line) ---
+BASE_MODEL = "THUDM/CogVideoX-5b-I2V"
+TRAIN_JSON = str(
+    REPO_ROOT / "outputs" / "candidates" / "CogVideoX-I2V-5B" / "groups_encoded.json"
+)  # from 02_encode.py
+BASE_PATH = None  # JSON paths are relative to this; None: the folder of TRAIN_JSON
+OUTPUT_DIR = str(REPO_ROOT / "outputs" / "dpo" / "CogVideoX-I2V-5B_lora")
+# preference pairs: per group winner = best, loser = worst by METRIC_NAME
+METRIC_NAME = "consistency_score"
+METRIC_MODE = "min"  # lower consistency_score = more 3-D consistent
+MIN_GAP = 0.05  # |metric(winner) - metric(loser)| >= MIN_GAP
+METRIC_THRESHOLD = 0.8  # winner must have metric <= 0.8
+MOTION_THRESHOLD = 0.001  # videos with motion_norm below this are dropped
+VAL_FRACTION = 0.02
+# optimisation
+LEARNING_RATE = 5e-6
+BETA = 1.0  # = Diffusion-DPO beta_dpo / 2 (see train_dpo/loss.py)
+MAX_STEPS = 10000
+WARMUP_STEPS = 500
+BATCH_SIZE = 2
+GRAD_ACCUM = 1
+MAX_GRAD_NORM = 1.0
+CHECKPOINT_EVERY = 1000
+# LoRA (released adapters)
+LORA_RANK = 64
+LORA_ALPHA = 128
+
+
+def main(argv=None) -> int:
+    """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad input)."""
+    from train_dpo.trainer import run_train_cli
+
+    defaults = dict(
+        base_model=BASE_MODEL,
+        train_json=TRAIN_JSON,
+        base_path=BASE_PATH,
+        output_dir=OUTPUT_DIR,
+        metric_name=METRIC_NAME,
+        metric_mode=METRIC_MODE,
+        min_gap=MIN_GAP,
+        metric_threshold=METRIC_THRESHOLD,
+        motion_threshold=MOTION_THRESHOLD,
+        val_fraction=VAL_FRACTION,
+        learning_rate=LEARNING_RATE,
+        beta=BETA,
+        max_steps=MAX_STEPS,
+        warmup_steps=WARMUP_STEPS,
+        batch_size=BATCH_SIZE,
+        grad_accum=GRAD_ACCUM,
+        max_grad_norm=MAX_GRAD_NORM,
+        checkpoint_every=CHECKPOINT_EVERY,
+        lora_rank=LORA_RANK,
+        lora_alpha=LORA_ALPHA,
+    )
+    return run_train_cli(argv, defaults, description=__doc__.split("\n\n")[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,392 @@
+"""Preference pairs from scored + encoded candidate groups, and the torch Dataset that feeds them.
+
+Input: the JSON written by ``train_dpo/encode.py`` (candidate generation -> geometry scorer ->
+latent encoder)::
+
+    {"groups": [{"group_id": "...", "prompt": "...", "image_path": "...",     # image_path: I2V only
+                 "condition_path": "latents/<group>/condition.safetensors",
+                 "videos": [{"video_path": "...", "seed": 0,
+                             "consistency_score": 0.41, "motion_norm": 0.02, "mse": ..., "lpips": ...,
+                             "coverage": ..., "latent_path": "latents/<group>/....safetensors"},
+                            {"video_path": "...", "seed": 1, "error": "cannot read video ..."}]}]}
+
+All paths are relative to a base path (absolute paths are used as they are).
+
+Pair selection (VideoGPA, arXiv 2601.23286, Sec. 3.3: one winner/loser pair per prompt, the best
+and the worst candidate by geometry consistency), applied per group in this order:
+
+1. videos are dropped when they carry ``"error"`` or lack the metric (``no_metric``), lack a
+   ``latent_path`` (``no_latent``), or have ``motion_norm < motion_threshold`` (``low_motion``:
+   near-static videos are trivially "consistent"; a video without ``motion_norm`` is dropped too
+   when a motion threshold is set);
+2. the group is dropped when fewer than 2 videos remain (``too_few_videos``);
+3. winner = best, loser = worst by ``metric_name`` under ``metric_mode`` (``"min"``: lower is
+   better, the default for the reprojection-error-like ``consistency_score``; ``"max"``: higher is
+   better). Ties keep the earlier video as winner and the later one as loser;
+4. the group is dropped when ``|m_w - m_l| < min_gap`` (``min_gap``);
+5. the group is dropped when the winner is not good enough: ``m_w > metric_threshold`` in min
+   mode, ``m_w < metric_threshold`` in max mode (``metric_threshold``).
+
+``select_preference_pairs`` returns the pairs and the drop counts per rule (also logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from utils.io_utils import read_json
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PairSelectionConfig",
+    "PreferencePair",
+    "select_preference_pairs",
+    "split_pairs_by_group",
+    "DPOPairDataset",
+    "load_preference_datasets",
+    "resolve_path",
+    "default_base_path",
+    "load_latents_file",
+]
+
+METRIC_MODES = ("min", "max")
+
+
+@dataclass
+class PairSelectionConfig:
+    """Rules that turn a group of scored candidates into one (winner, loser) pair.
+
+    Attributes:
+        metric_name: video key holding the score (``"consistency_score"``).
+        metric_mode: ``"min"`` (lower is better) or ``"max"``.
+        min_gap: required ``|m_w - m_l|`` (>= 0).
+        metric_threshold: winner must satisfy ``m_w <= threshold`` (min) / ``>=`` (max); None: off.
+        motion_threshold: videos with ``motion_norm < threshold`` are dropped; None: off.
+        require_latents: drop videos without ``latent_path`` (True for training; False lets the
+            encoder or a report select pairs from a scored-only JSON).
+    """
+
+    metric_name: str = "consistency_score"
+    metric_mode: str = "min"
+    min_gap: float = 0.05
+    metric_threshold: float | None = 0.8
+    motion_threshold: float | None = 0.001
+    require_latents: bool = True
+
+    def __post_init__(self):
+        if self.metric_mode not in METRIC_MODES:
+            raise ValueError(f"metric_mode must be one of {METRIC_MODES}, got {self.metric_mode!r}")
+        if self.min_gap < 0:
+            raise ValueError(f"min_gap must be >= 0, got {self.min_gap}")
+
+
+@dataclass
+class PreferencePair:
+    """One training pair. Paths are as written in the JSON (relative to the base path)."""
+
+    group_id: str
+    prompt: str
+    winner: dict[str, Any]
+    loser: dict[str, Any]
+    metric_w: float
+    metric_l: float
+    condition_path: str | None = None
+    image_path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gap(self) -> float:
+        return abs(self.metric_w - self.metric_l)
+
+
+def _as_float(x) -> float | None:
+    if isinstance(x, bool) or x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def select_preference_pairs(
+    data: dict | str | os.PathLike, config: PairSelectionConfig | None = None
+) -> tuple[list[PreferencePair], dict[str, int]]:
+    """Select one (winner, loser) pair per group (rules in the module docstring).
+
+    Args:
+        data: the parsed JSON (``{"groups": [...]}``) or a path to it.
+        config: selection rules (defaults: the released VideoGPA values).
+
+    Returns:
+        ``(pairs, stats)``; ``stats`` counts ``groups_total``, ``pairs``, the groups dropped per
+        rule (``dropped_too_few_videos``, ``dropped_min_gap``, ``dropped_metric_threshold``) and
+        the videos dropped per rule (``videos_total``, ``videos_error``, ``videos_no_metric``,
+        ``videos_no_latent``, ``videos_low_motion``).
+
+    Raises:
+        JSONInputError: ``data`` is a path that is missing or not valid JSON.
+        ValueError: the JSON has no ``"groups"`` list.
+    """
+    cfg = config or PairSelectionConfig()
+    if not isinstance(data, dict):
+        data = read_json(data)
+    groups = data.get("groups") if isinstance(data, dict) else None
+    if not isinstance(groups, list):
+        raise ValueError('preference JSON must be an object with a "groups" list')
+    stats = {
+        "groups_total": len(groups),
+        "pairs": 0,
+        "dropped_too_few_videos": 0,
+        "dropped_min_gap": 0,
+        "dropped_metric_threshold": 0,
+        "videos_total": 0,
+        "videos_error": 0,
+        "videos_no_metric": 0,
+        "videos_no_latent": 0,
+        "videos_low_motion": 0,
+    }
+    pairs: list[PreferencePair] = []
+    sign = 1.0 if cfg.metric_mode == "min" else -1.0
+    for gi, group in enumerate(groups):
+        videos = group.get("videos") or []
+        stats["videos_total"] += len(videos)
+        kept: list[tuple[float, int, dict]] = []
+        for vi, video in enumerate(videos):
+            if video.get("error"):
+                stats["videos_error"] += 1
+                continue
+            m = _as_float(video.get(cfg.metric_name))
+            if m is None:
+                stats["videos_no_metric"] += 1
+                continue
+            if cfg.require_latents and not video.get("latent_path"):
+                stats["videos_no_latent"] += 1
+                continue
+            if cfg.motion_threshold is not None:
+                motion = _as_float(video.get("motion_norm"))
+                if motion is None or motion < cfg.motion_threshold:
+                    stats["videos_low_motion"] += 1
+                    continue
+            kept.append((m, vi, video))
+        gid = str(group.get("group_id", gi))
+        if len(kept) < 2:
+            stats["dropped_too_few_videos"] += 1
+            logger.debug("group %s: fewer than 2 usable videos", gid)
+            continue
+        ordered = sorted(kept, key=lambda x: (sign * x[0], x[1]))
+        (m_w, _, win), (m_l, _, lose) = ordered[0], ordered[-1]
+        if abs(m_w - m_l) < cfg.min_gap or win is lose:
+            stats["dropped_min_gap"] += 1
+            continue
+        if cfg.metric_threshold is not None and sign * m_w > sign * cfg.metric_threshold:
+            stats["dropped_metric_threshold"] += 1
+            continue
+        pairs.append(
+            PreferencePair(
+                group_id=gid,
+                prompt=str(group.get("prompt", "")),
+                winner=win,
+                loser=lose,
+                metric_w=m_w,
+                metric_l=m_l,
+                condition_path=group.get("condition_path"),
+                image_path=group.get("image_path"),
+            )
+        )
+    stats["pairs"] = len(pairs)
+    logger.info(
+        "preference pairs: %d of %d groups (dropped: %d too few usable videos, %d gap < %s, "
+        "%d winner beyond threshold %s; videos dropped: %d error, %d no %s, %d no latents, "
+        "%d motion < %s)",
+        stats["pairs"], stats["groups_total"], stats["dropped_too_few_videos"], stats["dropped_min_gap"],
+        cfg.min_gap, stats["dropped_metric_threshold"], cfg.metric_threshold, stats["videos_error"],
+        stats["videos_no_metric"], cfg.metric_name, stats["videos_no_latent"], stats["videos_low_motion"],
+        cfg.motion_threshold,
+    )  # fmt: skip
+    return pairs, stats
+
+
+def split_pairs_by_group(
+    pairs: list[PreferencePair], val_fraction: float = 0.02, seed: int = 0
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """Split pairs into train/val by ``group_id`` (no group in both).
+
+    ``round(n_groups * val_fraction)`` groups go to validation, at least 1 when there are >= 2
+    groups and ``val_fraction > 0`` (and never all of them). The choice is a seeded shuffle of the
+    sorted group ids, so it is reproducible and independent of the JSON order.
+
+    Returns:
+        ``(train_pairs, val_pairs)`` in their original order.
+
+    Raises:
+        ValueError: ``val_fraction`` outside [0, 1).
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    groups = sorted({p.group_id for p in pairs})
+    n_val = int(round(len(groups) * val_fraction))
+    if val_fraction > 0 and len(groups) >= 2:
+        n_val = min(max(n_val, 1), len(groups) - 1)
+    else:
+        n_val = 0
+    rng = random.Random(seed)
+    rng.shuffle(groups)
+    val_groups = set(groups[:n_val])
+    train = [p for p in pairs if p.group_id not in val_groups]
+    val = [p for p in pairs if p.group_id in val_groups]
+    return train, val
+
+
+def default_base_path(json_path: str | os.PathLike, data: dict | None = None) -> Path:
+    """Folder the paths of a groups JSON are relative to when no base path is given: the JSON's
+    folder, joined with its top-level ``"video_root"`` when present (``generate/candidates.py``)."""
+    folder = Path(json_path).resolve().parent
+    root = data.get("video_root") if isinstance(data, dict) else None
+    return folder / root if isinstance(root, str) and root else folder
+
+
+def resolve_path(path: str | os.PathLike, base_path: str | os.PathLike | None) -> Path:
+    """``path`` itself if absolute or ``base_path`` is None, else ``base_path / path``."""
+    p = Path(path)
+    if p.is_absolute() or base_path is None:
+        return p
+    return Path(base_path) / p
+
+
+def load_latents_file(path: str | os.PathLike, key: str) -> torch.Tensor:
+    """Load tensor ``key`` from a safetensors file (CPU).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        KeyError: the file has no tensor ``key`` (the message names the file).
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"latent file not found: {path}")
+    with safe_open(str(path), framework="pt") as f:
+        if key not in f.keys():
+            raise KeyError(f"{path} has no tensor {key!r} (has {sorted(f.keys())})")
+        return f.get_tensor(key)
+
+
+class DPOPairDataset(Dataset):
+    """Torch dataset of preference pairs, loaded from the encoder's safetensors files.
+
+    Each item is a dict:
+
+    * ``latents_w``, ``latents_l``: ``[F, C, H, W]`` VAE latents (already multiplied by the VAE
+      scaling factor), unpadded (the trainer pads CogVideoX1.5's frame count);
+    * ``prompt_embeds``: ``[226, D]`` T5 embeddings of the group's prompt;
+    * ``image_latents``: ``[F', C, H, W]`` image-conditioning latents (I2V only, when the
+      condition file has them);
+    * ``group_id``: str.
+
+    Args:
+        pairs: from :func:`select_preference_pairs`.
+        base_path: folder the JSON paths are relative to.
+        dtype: cast floating tensors to this dtype (None keeps the stored dtype).
+        require_image_latents: raise when a condition file lacks ``image_latents`` (I2V training).
+
+    Raises (on item access):
+        FileNotFoundError / KeyError: a latent or condition file is missing or incomplete.
+        ValueError: a pair has no ``condition_path``.
+    """
+
+    def __init__(
+        self,
+        pairs: list[PreferencePair],
+        base_path: str | os.PathLike | None,
+        dtype: torch.dtype | None = None,
+        require_image_latents: bool = False,
+    ):
+        self.pairs = list(pairs)
+        self.base_path = base_path
+        self.dtype = dtype
+        self.require_image_latents = require_image_latents
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _cast(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.dtype) if self.dtype is not None and t.is_floating_point() else t
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        from safetensors import safe_open
+
+        pair = self.pairs[idx]
+        if not pair.condition_path:
+            raise ValueError(f"group {pair.group_id} has no condition_path (run 02_encode.py first)")
+        item: dict[str, Any] = {
+            "latents_w": self._cast(
+                load_latents_file(resolve_path(pair.winner["latent_path"], self.base_path), "latents")
+            ),
+            "latents_l": self._cast(
+                load_latents_file(resolve_path(pair.loser["latent_path"], self.base_path), "latents")
+            ),
+            "group_id": pair.group_id,
+        }
+        cond = resolve_path(pair.condition_path, self.base_path)
+        if not cond.is_file():
+            raise FileNotFoundError(f"condition file not found: {cond}")
+        with safe_open(str(cond), framework="pt") as f:
+            keys = set(f.keys())
+            if "prompt_embeds" not in keys:
+                raise KeyError(f"{cond} has no tensor 'prompt_embeds'")
+            item["prompt_embeds"] = self._cast(f.get_tensor("prompt_embeds"))
+            if "image_latents" in keys:
+                item["image_latents"] = self._cast(f.get_tensor("image_latents"))
+            elif self.require_image_latents:
+                raise KeyError(f"{cond} has no tensor 'image_latents' (encode with an I2V model)")
+        if item["latents_w"].shape != item["latents_l"].shape:
+            raise ValueError(
+                f"group {pair.group_id}: winner and loser latents differ in shape "
+                f"{tuple(item['latents_w'].shape)} vs {tuple(item['latents_l'].shape)}"
+            )
+        return item
+
+
+def load_preference_datasets(
+    json_path: str | os.PathLike,
+    base_path: str | os.PathLike | None = None,
+    config: PairSelectionConfig | None = None,
+    val_fraction: float = 0.02,
+    split_seed: int = 0,
+    dtype: torch.dtype | None = None,
+    require_image_latents: bool = False,
+) -> tuple[DPOPairDataset, DPOPairDataset, dict[str, Any]]:
+    """Select pairs from ``json_path`` and split them into train/val datasets by group.
+
+    ``base_path`` defaults to :func:`default_base_path` (the JSON's folder [+ ``video_root``]).
+    Returns ``(train_ds, val_ds, stats)`` where ``stats`` is :func:`select_preference_pairs`' dict
+    plus ``train_pairs``, ``val_pairs`` and the selection config.
+
+    Raises:
+        JSONInputError: missing/malformed JSON. ValueError: no pairs survive the filters.
+    """
+    cfg = config or PairSelectionConfig()
+    data = read_json(json_path)
+    pairs, stats = select_preference_pairs(data, cfg)
+    if not pairs:
+        raise ValueError(f"no preference pairs in {json_path} after filtering: {stats}")
+    if base_path is None:
+        base_path = default_base_path(json_path, data)
+    train, val = split_pairs_by_group(pairs, val_fraction, split_seed)
+    stats = dict(stats, train_pairs=len(train), val_pairs=len(val), selection=asdict(cfg))
+    return (
+        DPOPairDataset(train, base_path, dtype, require_image_latents),
+        DPOPairDataset(val, base_path, dtype, require_image_latents),
+        stats,
+    )

@@ -1,0 +1,593 @@
+"""Latent encoding for Diffusion-DPO training: videos -> VAE latents, prompts -> T5 embeddings,
+I2V first frames -> image-conditioning latents. Training then needs neither VAE nor text encoder.
+
+Shared by ``train_dpo/*/02_encode.py`` (those scripts only set per-model constants).
+
+Per video (``encode_video_latents``): ``NUM_FRAMES`` frames spread uniformly over the whole video
+(``utils.video_utils.load_frames``: first and last frame included, centre crop to the model's
+aspect ratio, bicubic resize to ``HEIGHT x WIDTH``) -> ``x / 255 * 2 - 1`` (the pipelines'
+normalisation, range [-1, 1]) -> ``vae.encode(video).latent_dist.sample(generator)`` ->
+``* vae.config.scaling_factor`` (as the CogVideoX fine-tuning scripts and diffusers'
+``examples/cogvideo`` do; the pipelines' ``decode_latents`` divides by it) -> ``[F, C, h, w]``
+with ``F = (NUM_FRAMES - 1) // 4 + 1`` (CogVideoX-5B: 49 frames -> 13 x 16 x 60 x 90;
+CogVideoX1.5: 81 -> 21 x 16 x 96 x 170), saved as ``{"latents": ...}`` in a safetensors file.
+The sampling generator is seeded per video from ``seed`` and the video path (crc32), so results
+do not depend on the order or on resumption.
+
+Per group (``encode_group_condition``): ``prompt_embeds [226, D]`` from the pipeline's own
+``encode_prompt(prompt, do_classifier_free_guidance=False, max_sequence_length=226)``; for I2V
+models also ``image_latents [F', C, h, w]`` computed exactly like
+``CogVideoXImageToVideoPipeline.__call__`` + ``prepare_latents`` (diffusers 0.3x-0.4x): image
+loaded like ``generate/i2v_inference.py`` does (centre crop to the aspect, bicubic resize) and
+preprocessed by ``pipe.video_processor`` at ``HEIGHT x WIDTH``, encoded (``latent_dist.sample``),
+multiplied by ``scaling_factor`` (or by ``1 / scaling_factor`` when
+``vae.config.invert_scale_latents``), zero-padded to the latent frame count (which, for
+``patch_size_t`` models, is first rounded up to a multiple of ``patch_size_t`` as ``__call__``
+does), and, for ``patch_size_t`` models, ``size(1) % patch_size_t`` copies of the first frame
+prepended. The pipeline draws the image sample from the generator before the initial noise; the
+encoder uses a generator seeded with ``seed`` for it, so ``pipe(..., generator=manual_seed(seed))``
+sees the same image latents.
+
+Output JSON = input JSON + ``latent_path`` per video + ``condition_path`` per group (relative to
+the base path), written atomically after every group. Re-running skips videos whose latent file
+exists, loads and was encoded at the same frame count and size (and groups whose condition file
+does); a video that fails (unreadable, too few
+frames) gets ``"error"`` and is skipped; videos that already carry ``"error"`` (e.g. from the
+scorer) are not encoded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import zlib
+from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from utils.io_utils import atomic_write_bytes, atomic_write_json, read_json, slugify
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "EncodeConfig",
+    "load_encode_pipeline",
+    "is_i2v_pipeline",
+    "video_frames_to_tensor",
+    "encode_video_latents",
+    "encode_prompt_embeds",
+    "load_condition_image",
+    "prepare_image_latents",
+    "encode_group_condition",
+    "save_tensors",
+    "tensors_file_ok",
+    "encode_dataset",
+    "build_encode_argparser",
+    "run_encode_cli",
+]
+
+
+@dataclass
+class EncodeConfig:
+    """Settings of one encoding run (``02_encode.py`` fills them from its constants + argv).
+
+    Attributes:
+        base_model: diffusers CogVideoX pipeline folder or hub id.
+        input_json: scored (or raw) groups JSON; paths in it are relative to ``base_path``.
+        output_json: where the encoded JSON goes (may equal ``input_json``).
+        base_path: folder the JSON paths are relative to (None: the input JSON's folder, joined
+            with the JSON's ``"video_root"`` when present, as ``generate/candidates.py`` writes it).
+        latent_dir: folder for the safetensors files; relative paths are under ``base_path``.
+        num_frames, height, width: frames sampled per video and the model's resolution.
+        seed: VAE posterior sampling: per video ``seed`` mixed with the crc32 of its path; the I2V
+            image latents use ``seed`` itself (like ``pipe(..., generator=manual_seed(seed))``).
+        device: ``"cuda"``/``"cpu"``/None (CUDA when available).
+        dtype: ``"bf16"``/``"fp16"``/``"fp32"``/None (bf16 on CUDA, fp32 on CPU).
+        vae_slicing, vae_tiling: memory savers of the VAE (tiling changes latents slightly).
+        max_sequence_length: T5 tokens (226 for every CogVideoX).
+        limit_groups: encode only the first N groups (smoke runs).
+        overwrite: re-encode even when files exist.
+        retry_errors: re-try videos whose entry carries an ``"error"`` from an earlier encoding.
+    """
+
+    base_model: str
+    input_json: str
+    output_json: str
+    base_path: str | None = None
+    latent_dir: str = "latents"
+    num_frames: int = 49
+    height: int = 480
+    width: int = 720
+    seed: int = 0
+    device: str | None = None
+    dtype: str | None = None
+    vae_slicing: bool = True
+    vae_tiling: bool = True
+    max_sequence_length: int = 226
+    limit_groups: int | None = None
+    overwrite: bool = False
+    retry_errors: bool = False
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def _resolve_device_dtype(device: str | None, dtype: str | None) -> tuple[torch.device, torch.dtype]:
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dtype is None:
+        return dev, (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    return dev, _DTYPES[dtype]
+
+
+def load_encode_pipeline(
+    base_model: str | os.PathLike,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    vae_slicing: bool = True,
+    vae_tiling: bool = True,
+):
+    """Load the model's diffusers pipeline without its transformer (tokenizer, T5, VAE, scheduler).
+
+    The pipeline class (``CogVideoXPipeline`` or ``CogVideoXImageToVideoPipeline``) comes from the
+    folder's ``model_index.json``; the transformer's config is read (not its weights) and kept as
+    ``pipe.transformer_config`` (``patch_size_t``, ``in_channels``...).
+
+    Returns:
+        The pipeline in eval mode on ``device`` in ``dtype`` (default: CUDA/bf16 or CPU/fp32).
+    """
+    from diffusers import CogVideoXTransformer3DModel, DiffusionPipeline
+
+    dev = torch.device(device) if device is not None else _resolve_device_dtype(None, None)[0]
+    if dtype is None:
+        dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    pipe = DiffusionPipeline.from_pretrained(str(base_model), transformer=None, torch_dtype=dtype)
+    pipe.to(dev)
+    pipe.transformer_config = CogVideoXTransformer3DModel.load_config(
+        str(base_model), subfolder="transformer"
+    )
+    if vae_slicing:
+        pipe.vae.enable_slicing()
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+    for m in (pipe.vae, pipe.text_encoder):
+        m.eval().requires_grad_(False)
+    return pipe
+
+
+def is_i2v_pipeline(pipe) -> bool:
+    """True for an image-to-video pipeline (class name, or transformer in_channels = 2 x latent)."""
+    if "ImageToVideo" in type(pipe).__name__:
+        return True
+    cfg = getattr(pipe, "transformer_config", None) or {}
+    inc, outc = cfg.get("in_channels"), cfg.get("out_channels")
+    return inc is not None and outc is not None and inc == 2 * outc
+
+
+def video_frames_to_tensor(frames, device=None, dtype=torch.float32) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` RGB (numpy or torch) -> ``[1, 3, T, H, W]`` in [-1, 1] (``x/255*2-1``)."""
+    t = torch.as_tensor(frames)
+    if t.dim() != 4 or t.shape[-1] != 3:
+        raise ValueError(f"frames must be [T, H, W, 3], got {tuple(t.shape)}")
+    t = t.to(device=device, dtype=torch.float32).div(255.0).mul(2.0).sub(1.0)
+    return t.permute(3, 0, 1, 2).unsqueeze(0).to(dtype)
+
+
+_TILING_WARNED = False
+
+
+def _vae_latent_dist(vae, x: torch.Tensor):
+    """``vae.encode(x).latent_dist``, falling back to untiled encoding when tiling gives a wrong size.
+
+    diffusers' tiled CogVideoX encoder is exact in shape only for sizes its tile grid divides (it
+    does for 480x720 and 768x1360, not e.g. for 64x96, where it returns 9x12 instead of 8x12).
+    """
+    global _TILING_WARNED
+    sf = 2 ** (len(vae.config.block_out_channels) - 1)
+    want = (x.shape[-2] // sf, x.shape[-1] // sf)
+    dist = vae.encode(x).latent_dist
+    if tuple(dist.mean.shape[-2:]) != want and getattr(vae, "use_tiling", False):
+        if not _TILING_WARNED:
+            logger.warning(
+                "tiled VAE encoding gave latents %s for %s px (expected %s); encoding untiled",
+                tuple(dist.mean.shape[-2:]), tuple(x.shape[-2:]), want,
+            )  # fmt: skip
+            _TILING_WARNED = True
+        vae.use_tiling = False
+        try:
+            dist = vae.encode(x).latent_dist
+        finally:
+            vae.use_tiling = True
+    return dist
+
+
+@torch.no_grad()
+def encode_video_latents(vae, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """VAE-encode a video and scale it like the CogVideoX training scripts.
+
+    Args:
+        vae: ``AutoencoderKLCogVideoX``.
+        video: ``[1, 3, T, H, W]`` in [-1, 1] (``T = 4k + 1``), any float dtype (cast to the VAE's).
+        generator: for ``latent_dist.sample``.
+
+    Returns:
+        ``[F, C, h, w]`` in the VAE's dtype, ``F = (T - 1) // 4 + 1``, ``h, w = H/8, W/8``,
+        multiplied by ``vae.config.scaling_factor``.
+    """
+    if video.dim() != 5 or video.shape[0] != 1:
+        raise ValueError(f"video must be [1, 3, T, H, W], got {tuple(video.shape)}")
+    video = video.to(device=vae.device, dtype=vae.dtype)
+    latents = _vae_latent_dist(vae, video).sample(generator=generator) * vae.config.scaling_factor
+    return latents[0].permute(1, 0, 2, 3).contiguous()  # [C, F, h, w] -> [F, C, h, w]
+
+
+@torch.no_grad()
+def encode_prompt_embeds(pipe, prompt: str, max_sequence_length: int = 226) -> torch.Tensor:
+    """T5 prompt embeddings through the pipeline's own ``encode_prompt`` (no CFG): ``[226, D]``."""
+    embeds, _ = pipe.encode_prompt(
+        prompt=prompt,
+        negative_prompt=None,
+        do_classifier_free_guidance=False,
+        num_videos_per_prompt=1,
+        max_sequence_length=max_sequence_length,
+        device=pipe.vae.device,
+        dtype=pipe.text_encoder.dtype,
+    )
+    return embeds[0]
+
+
+def load_condition_image(path: str | os.PathLike, height: int, width: int):
+    """First-frame image as the inference scripts load it (``generate/common.load_image``): RGB,
+    centre-cropped to the ``width / height`` aspect, bicubic-resized to ``(width, height)``.
+
+    Returns:
+        ``PIL.Image.Image``. Raises ``ValueError`` (missing/unreadable file, message names it).
+    """
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from utils.video_utils import center_crop_resize
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"image not found: {p}")
+    try:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as e:
+        raise ValueError(f"cannot read image {p}: {e}") from e
+    return Image.fromarray(center_crop_resize(arr, int(height), int(width)))
+
+
+@torch.no_grad()
+def prepare_image_latents(
+    pipe,
+    image,
+    num_frames: int,
+    height: int,
+    width: int,
+    generator: torch.Generator | None = None,
+    patch_size_t: int | None = None,
+) -> torch.Tensor:
+    """Image-conditioning latents exactly as ``CogVideoXImageToVideoPipeline`` builds them.
+
+    Mirrors ``__call__`` (frame-count rounding for ``patch_size_t``, ``video_processor.preprocess``)
+    and ``prepare_latents`` (encode, ``retrieve_latents`` = ``latent_dist.sample(generator)``,
+    scaling or inverse scaling, zero padding, first-frame padding).
+
+    Args:
+        pipe: a CogVideoX pipeline (its ``vae`` and ``video_processor`` are used).
+        image: a path (loaded with :func:`load_condition_image`: centre crop + resize, as the
+            candidate generator and ``generate/i2v_inference.py`` load first frames) or a PIL
+            image / tensor, passed to ``video_processor.preprocess`` as the pipeline does.
+        num_frames: pixel frames of the video (e.g. 49).
+        height, width: model resolution in pixels.
+        generator: the generator the pipeline would get (its first draw is the image sample).
+        patch_size_t: transformer ``patch_size_t`` (None: read ``pipe.transformer_config`` or
+            ``pipe.transformer.config``).
+
+    Returns:
+        ``[F', C, h, w]`` in the VAE's dtype; ``F'`` = latent frames rounded up to a multiple
+        of ``patch_size_t``; frame 0 holds the image latent, the rest zeros.
+    """
+    if patch_size_t is None:
+        cfg = getattr(pipe, "transformer_config", None)
+        if cfg is None and getattr(pipe, "transformer", None) is not None:
+            cfg = pipe.transformer.config
+        patch_size_t = (cfg or {}).get("patch_size_t")
+    if isinstance(image, (str, os.PathLike)):
+        image = load_condition_image(image, height, width)
+    vae = pipe.vae
+    tc = pipe.vae_scale_factor_temporal
+    sf = pipe.vae_scale_factor_spatial
+    # __call__: round the latent frame count up to a multiple of patch_size_t (CogVideoX 1.5)
+    latent_frames = (num_frames - 1) // tc + 1
+    if patch_size_t is not None and latent_frames % patch_size_t != 0:
+        num_frames += (patch_size_t - latent_frames % patch_size_t) * tc
+    dtype = pipe.text_encoder.dtype if getattr(pipe, "text_encoder", None) is not None else vae.dtype
+    img = pipe.video_processor.preprocess(image, height=height, width=width).to(vae.device, dtype=dtype)
+    # prepare_latents
+    n_lat = (num_frames - 1) // tc + 1
+    img = img.unsqueeze(2)  # [B, C, 1, H, W]
+    image_latents = torch.cat([_vae_latent_dist(vae, x.unsqueeze(0)).sample(generator) for x in img], dim=0)
+    image_latents = image_latents.to(dtype).permute(0, 2, 1, 3, 4)  # [B, F, C, h, w]
+    if not vae.config.invert_scale_latents:
+        image_latents = vae.config.scaling_factor * image_latents
+    else:
+        image_latents = 1 / vae.config.scaling_factor * image_latents
+    pad = torch.zeros(
+        (image_latents.shape[0], n_lat - 1, image_latents.shape[2], height // sf, width // sf),
+        device=image_latents.device,
+        dtype=dtype,
+    )
+    image_latents = torch.cat([image_latents, pad], dim=1)
+    if patch_size_t is not None:
+        first = image_latents[:, : image_latents.size(1) % patch_size_t, ...]
+        image_latents = torch.cat([first, image_latents], dim=1)
+    return image_latents[0].contiguous()
+
+
+def encode_group_condition(
+    pipe,
+    prompt: str,
+    image=None,
+    num_frames: int = 49,
+    height: int = 480,
+    width: int = 720,
+    seed: int = 0,
+    max_sequence_length: int = 226,
+) -> dict[str, torch.Tensor]:
+    """``{"prompt_embeds": [226, D]}`` plus ``"image_latents"`` (see :func:`prepare_image_latents`)
+    when ``image`` is given. The image sample uses ``torch.Generator(device).manual_seed(seed)``, so
+    the latents equal those of ``pipe(image=..., generator=torch.Generator().manual_seed(seed))``."""
+    out = {"prompt_embeds": encode_prompt_embeds(pipe, prompt, max_sequence_length)}
+    if image is not None:
+        gen = torch.Generator(device=pipe.vae.device).manual_seed(int(seed))
+        out["image_latents"] = prepare_image_latents(pipe, image, num_frames, height, width, gen)
+    return out
+
+
+def save_tensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None
+) -> None:
+    """Write ``tensors`` (moved to CPU, contiguous) as safetensors atomically."""
+    from safetensors.torch import save
+
+    data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    atomic_write_bytes(path, save(data, metadata=meta))
+
+
+def tensors_file_ok(
+    path: str | os.PathLike, keys: tuple[str, ...], expect_meta: dict[str, Any] | None = None
+) -> bool:
+    """True when ``path`` is a readable safetensors file holding every key in ``keys`` and, when
+    given, metadata equal (as strings) to ``expect_meta`` (e.g. frames/size it was encoded at)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if not set(keys) <= set(f.keys()):
+                return False
+            for k in keys:
+                f.get_slice(k).get_shape()
+            meta = f.metadata() or {}
+        return all(meta.get(k) == str(v) for k, v in (expect_meta or {}).items())
+    except Exception:  # noqa: BLE001 - any read failure means "re-encode"
+        return False
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:  # different drive (Windows)
+        return str(path)
+
+
+def _video_seed(seed: int, key: str) -> int:
+    return (int(seed) * 1_000_003 + zlib.crc32(key.encode("utf-8"))) % (2**63 - 1)
+
+
+def _merge_previous(groups: list[dict], previous: dict | None) -> None:
+    """Copy latent_path / condition_path / encoder errors from an earlier output JSON (resume)."""
+    if not previous:
+        return
+    prev = {str(g.get("group_id")): g for g in previous.get("groups", []) if isinstance(g, dict)}
+    for g in groups:
+        pg = prev.get(str(g.get("group_id")))
+        if not pg:
+            continue
+        if pg.get("condition_path") and "condition_path" not in g:
+            g["condition_path"] = pg["condition_path"]
+        pv = {v.get("video_path"): v for v in pg.get("videos", []) if isinstance(v, dict)}
+        for v in g.get("videos", []):
+            old = pv.get(v.get("video_path"))
+            if not old:
+                continue
+            if old.get("latent_path") and "latent_path" not in v:
+                v["latent_path"] = old["latent_path"]
+            if old.get("encode_error") and "error" not in v:
+                v["error"] = old["error"]
+                v["encode_error"] = True
+
+
+def encode_dataset(cfg: EncodeConfig, pipe=None) -> dict[str, Any]:
+    """Encode every group/video of ``cfg.input_json``; write ``cfg.output_json`` after each group.
+
+    Args:
+        cfg: see :class:`EncodeConfig`.
+        pipe: an already loaded pipeline (tests); default loads ``cfg.base_model``.
+
+    Returns:
+        Stats: ``groups``, ``videos_encoded``, ``videos_skipped_existing``,
+        ``videos_skipped_error`` (carried an error already), ``videos_failed`` (new errors),
+        ``conditions_encoded``, ``conditions_skipped_existing``, ``output_json``.
+
+    Raises:
+        JSONInputError: input JSON missing or malformed. ValueError: no ``"groups"`` list; I2V model
+        and a group without ``image_path``.
+    """
+    from tqdm.auto import tqdm
+
+    from train_dpo.dataset import default_base_path
+    from utils.video_utils import VideoReadError, load_frames
+
+    data = read_json(cfg.input_json)
+    if not isinstance(data, dict) or not isinstance(data.get("groups"), list):
+        raise ValueError(f'{cfg.input_json}: expected an object with a "groups" list')
+    base = Path(cfg.base_path) if cfg.base_path is not None else default_base_path(cfg.input_json, data)
+    latent_dir = Path(cfg.latent_dir)
+    if not latent_dir.is_absolute():
+        latent_dir = base / latent_dir
+    out_json = Path(cfg.output_json)
+    if out_json.is_file() and out_json.resolve() != Path(cfg.input_json).resolve() and not cfg.overwrite:
+        try:
+            _merge_previous(data["groups"], read_json(out_json))
+        except Exception as e:  # noqa: BLE001
+            logger.warning("ignoring unreadable previous output %s: %s", out_json, e)
+    if pipe is None:
+        dev, dt = _resolve_device_dtype(cfg.device, cfg.dtype)
+        pipe = load_encode_pipeline(cfg.base_model, dev, dt, cfg.vae_slicing, cfg.vae_tiling)
+    i2v = is_i2v_pipeline(pipe)
+    meta = {
+        "base_model": cfg.base_model,
+        "num_frames": cfg.num_frames,
+        "height": cfg.height,
+        "width": cfg.width,
+        "scaling_factor": pipe.vae.config.scaling_factor,
+        "vae_tiling": bool(getattr(pipe.vae, "use_tiling", False)),
+        "format": "videogpa-latents-v1",
+    }
+    same = {k: meta[k] for k in ("num_frames", "height", "width")}  # existing files must match these
+    stats = dict.fromkeys(
+        ["groups", "videos_encoded", "videos_skipped_existing", "videos_skipped_error", "videos_failed",
+         "conditions_encoded", "conditions_skipped_existing"], 0)  # fmt: skip
+    groups = data["groups"] if cfg.limit_groups is None else data["groups"][: cfg.limit_groups]
+    bar = tqdm(total=sum(len(g.get("videos") or []) for g in groups), desc="encode", unit="video")
+    for gi, group in enumerate(groups):
+        gid = str(group.get("group_id", gi))
+        gdir = latent_dir / slugify(gid, max_len=80)
+        # ---- condition (prompt embeddings [+ image latents]) once per group
+        cond_file = gdir / "condition.safetensors"
+        cond_keys = ("prompt_embeds", "image_latents") if i2v else ("prompt_embeds",)
+        if not cfg.overwrite and tensors_file_ok(cond_file, cond_keys, same):
+            stats["conditions_skipped_existing"] += 1
+        else:
+            image = None
+            if i2v:
+                if not group.get("image_path"):
+                    raise ValueError(f"group {gid}: an I2V model needs 'image_path'")
+                image = (
+                    base / group["image_path"]
+                    if not Path(group["image_path"]).is_absolute()
+                    else Path(group["image_path"])
+                )
+            cond = encode_group_condition(
+                pipe, str(group.get("prompt", "")), image, cfg.num_frames, cfg.height, cfg.width,
+                seed=cfg.seed, max_sequence_length=cfg.max_sequence_length,
+            )  # fmt: skip
+            save_tensors(cond_file, cond, dict(meta, group_id=gid, prompt=str(group.get("prompt", ""))))
+            stats["conditions_encoded"] += 1
+        group["condition_path"] = _rel(cond_file, base)
+        # ---- videos
+        for vi, video in enumerate(group.get("videos") or []):
+            bar.update(1)
+            vpath = video.get("video_path")
+            if video.get("error") and not (cfg.retry_errors and video.get("encode_error")):
+                stats["videos_skipped_error"] += 1
+                continue
+            if not vpath:
+                video["error"], video["encode_error"] = "no video_path", True
+                stats["videos_failed"] += 1
+                continue
+            name = f"{vi:03d}_{slugify(Path(vpath).stem, max_len=60)}"
+            if video.get("seed") is not None:
+                name += f"_seed{video['seed']}"
+            lat_file = gdir / f"{name}.safetensors"
+            if not cfg.overwrite and tensors_file_ok(lat_file, ("latents",), same):
+                video["latent_path"] = _rel(lat_file, base)
+                stats["videos_skipped_existing"] += 1
+                continue
+            src = Path(vpath) if Path(vpath).is_absolute() else base / vpath
+            try:
+                frames = load_frames(src, cfg.num_frames, cfg.height, cfg.width)
+                gen = torch.Generator(device=pipe.vae.device).manual_seed(_video_seed(cfg.seed, str(vpath)))
+                lat = encode_video_latents(pipe.vae, video_frames_to_tensor(frames), gen)
+            except (VideoReadError, ValueError, RuntimeError) as e:
+                logger.warning("group %s video %s: %s", gid, vpath, e)
+                video["error"], video["encode_error"] = f"encode: {e}", True
+                video.pop("latent_path", None)
+                stats["videos_failed"] += 1
+                continue
+            save_tensors(lat_file, {"latents": lat}, dict(meta, group_id=gid, video_path=str(vpath)))
+            video["latent_path"] = _rel(lat_file, base)
+            video.pop("encode_error", None)
+            if cfg.retry_errors and str(video.get("error", "")).startswith("encode:"):
+                video.pop("error", None)
+            stats["videos_encoded"] += 1
+        stats["groups"] += 1
+        atomic_write_json(out_json, data)
+    bar.close()
+    atomic_write_json(out_json, data)
+    stats["output_json"] = str(out_json)
+    logger.info("encoding done: %s", stats)
+    return stats
+
+
+def build_encode_argparser(defaults: dict[str, Any] | None = None, description: str | None = None):
+    """argparse parser for ``02_encode.py``; ``defaults`` (EncodeConfig field -> value) set the defaults."""
+    d = {f.name: f.default for f in fields(EncodeConfig) if f.default is not MISSING}
+    d.update(defaults or {})
+    p = argparse.ArgumentParser(description=description or "Encode videos/prompts to latents for DPO.")
+    p.add_argument("--base_model", default=d.get("base_model"), help="diffusers pipeline folder or hub id")
+    p.add_argument("--input_json", default=d.get("input_json"), help="scored groups JSON")
+    p.add_argument("--output_json", default=d.get("output_json"), help="encoded JSON to write")
+    p.add_argument("--base_path", default=d.get("base_path"), help="JSON paths are relative to this")
+    p.add_argument(
+        "--latent_dir", default=d.get("latent_dir"), help="latent folder (relative: under base_path)"
+    )
+    p.add_argument("--num_frames", type=int, default=d.get("num_frames"))
+    p.add_argument("--height", type=int, default=d.get("height"))
+    p.add_argument("--width", type=int, default=d.get("width"))
+    p.add_argument("--seed", type=int, default=d.get("seed"))
+    p.add_argument("--device", default=d.get("device"))
+    p.add_argument("--dtype", choices=sorted(_DTYPES), default=d.get("dtype"))
+    p.add_argument("--no_vae_slicing", dest="vae_slicing", action="store_false", default=d.get("vae_slicing"))
+    p.add_argument("--no_vae_tiling", dest="vae_tiling", action="store_false", default=d.get("vae_tiling"))
+    p.add_argument("--max_sequence_length", type=int, default=d.get("max_sequence_length"))
+    p.add_argument("--limit_groups", type=int, default=d.get("limit_groups"))
+    p.add_argument("--overwrite", action="store_true", default=d.get("overwrite"))
+    p.add_argument("--retry_errors", action="store_true", default=d.get("retry_errors"))
+    return p
+
+
+def run_encode_cli(argv=None, defaults: dict[str, Any] | None = None, description: str | None = None) -> int:
+    """Parse ``argv`` over ``defaults``, run :func:`encode_dataset`; returns an exit code.
+
+    0: done; 2: bad input (missing/malformed JSON, missing arguments).
+    """
+    from utils.io_utils import JSONInputError
+
+    args = build_encode_argparser(defaults, description).parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    missing = [k for k in ("base_model", "input_json", "output_json") if not getattr(args, k)]
+    if missing:
+        logger.error("missing required settings: %s", ", ".join(missing))
+        return 2
+    cfg = EncodeConfig(**{f.name: getattr(args, f.name) for f in fields(EncodeConfig)})
+    try:
+        stats = encode_dataset(cfg)
+    except (JSONInputError, ValueError) as e:
+        logger.error("%s", e)
+        return 2
+    print({k: v for k, v in stats.items()})
+    return 0
+
+
+def config_to_dict(cfg: EncodeConfig) -> dict[str, Any]:
+    """Plain dict of an :class:`EncodeConfig` (for logs)."""
+    return asdict(cfg)
