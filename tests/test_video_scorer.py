@@ -1,0 +1,269 @@
+"""train_dpo/video_scorer.py: batch scoring with recorded errors, resume, shards, workers, CLI."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _scorer_render import render_video
+
+from metrics import build_random_lpips_weights
+from pipelines.process_video import VideoProcessor
+from train_dpo import video_scorer
+from utils.video_utils import write_video
+
+ROOT = Path(__file__).resolve().parents[1]
+FIX = ROOT / "tests" / "fixtures"
+CARPHONE = FIX / "videos" / "carphone_pristine.mp4"
+SCORES = ("consistency_score", "motion_norm", "mse", "lpips", "coverage")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("scorer")
+    vids = d / "videos"
+    for i in range(6):
+        r = render_video(10 + i, num_frames=6, height=64, width=64)
+        write_video(vids / f"good{i}.mp4", r["frames"], fps=8)
+    (vids / "empty.mp4").write_bytes(b"")
+    data = (vids / "good0.mp4").read_bytes()
+    (vids / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (vids / "text.mp4").write_text("definitely not a video\n")
+    write_video(vids / "one_frame.mp4", render_video(3, num_frames=1, height=64, width=64)["frames"])
+    lp = build_random_lpips_weights(d / "lpips", seed=0, width=0.125)
+    return {"dir": d, "lpips": lp}
+
+
+def _args(w, inp, out, *extra):
+    return [
+        "--input_json", str(inp), "--output_json", str(out),
+        "--vggt_model", str(FIX / "vggt" / "vggt_tiny_weights.safetensors"),
+        "--vggt_config", str(FIX / "vggt" / "vggt_tiny_config.json"),
+        "--image_size", "56", "--num_frames", "4", "--devices", "cpu", "--no_progress",
+        "--lpips_vgg_weights", str(w["lpips"][0]), "--lpips_lin_weights", str(w["lpips"][1]),
+        *extra,
+    ]  # fmt: skip
+
+
+def _write(path: Path, obj) -> Path:
+    path.write_text(json.dumps(obj, indent=1))
+    return path
+
+
+def _good_groups(n_groups=3):
+    return [
+        {"group_id": f"g{g}", "prompt": f"prompt {g}", "custom": {"k": g},
+         "videos": [{"video_path": f"videos/good{2 * g + j}.mp4", "seed": j} for j in range(2)]}
+        for g in range(n_groups)
+    ]  # fmt: skip
+
+
+def _assert_scored(v):
+    for k in SCORES:
+        assert k in v and math.isfinite(v[k]), (k, v)
+    assert "error" not in v
+
+
+# ---- done-when 4: bad inputs, recorded errors ------------------------------------------------------
+
+
+def test_bad_inputs_recorded_and_others_scored(workdir, capsys):
+    d = workdir["dir"]
+    groups = [
+        {"group_id": "good", "prompt": "p", "videos": [{"video_path": "videos/good0.mp4", "seed": 0},
+                                                        {"video_path": str(CARPHONE), "seed": 1}]},
+        {"group_id": "bad", "prompt": "q", "image_path": "img.png", "videos": [
+            {"video_path": "videos/missing.mp4", "seed": 0},
+            {"video_path": "videos/empty.mp4", "seed": 1},
+            {"video_path": "videos/truncated.mp4", "seed": 2},
+            {"video_path": "videos/text.mp4", "seed": 3},
+            {"video_path": "videos/one_frame.mp4", "seed": 4},
+            {"seed": 5, "note": "no path"},
+            {"video_path": "videos/good1.mp4", "seed": 6},
+        ]},
+    ]  # fmt: skip
+    inp = _write(d / "bad_in.json", {"groups": groups, "meta": {"created_by": "test"}})
+    out = d / "bad_out.json"
+    assert video_scorer.main(_args(workdir, inp, out)) == 0
+    res = json.loads(out.read_text())
+    assert res["meta"] == {"created_by": "test"} and res["consistency_scorer"]["num_frames"] == 4
+    good, bad = res["groups"]
+    _assert_scored(good["videos"][0])
+    _assert_scored(good["videos"][1])
+    _assert_scored(bad["videos"][6])
+    assert bad["image_path"] == "img.png" and bad["videos"][5]["note"] == "no path"
+    expect = ["file not found", "empty (0 bytes)", "moov atom not found", "ffmpeg cannot open",
+              "only 1 decodable frame(s), 4 requested", 'no "video_path"']  # fmt: skip
+    for v, needle in zip(bad["videos"][:6], expect):
+        assert needle in v["error"], (needle, v)
+        assert not any(k in v for k in SCORES)
+    for v in bad["videos"][:5]:
+        assert v["video_path"] in v["error"]  # the message names the file
+    assert "scored 3, skipped 0, failed 6" in capsys.readouterr().out
+    # a re-run skips everything (errors too, unless --retry_errors)
+    assert video_scorer.main(_args(workdir, inp, out)) == 0
+    assert "scored 0, skipped 9, failed 0" in capsys.readouterr().out
+    assert video_scorer.main(_args(workdir, inp, out, "--retry_errors")) == 0
+    assert "scored 0, skipped 3, failed 6" in capsys.readouterr().out
+    assert json.loads(out.read_text()) == res
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ('{"groups": [ {"group_id": "a", ', "malformed JSON"),
+        ('{"foo": 1}', '"groups" list'),
+        ('{"groups": [{"group_id": "a"}]}', 'no "videos" list'),
+        ('{"groups": [{"group_id": "a", "videos": ["x.mp4"]}]}', "video #0 is a str"),
+        ("42", "expected a JSON object or list"),
+    ],
+)
+def test_malformed_input_exits_nonzero(workdir, capsys, content, needle):
+    d = workdir["dir"]
+    inp = d / "malformed.json"
+    inp.write_text(content)
+    out = d / "malformed_out.json"
+    assert video_scorer.main(_args(workdir, inp, out)) == 2
+    err = capsys.readouterr().err
+    assert needle in err and str(inp) in err
+    assert not out.exists()
+    assert video_scorer.main(_args(workdir, d / "does_not_exist.json", out)) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+# ---- done-when 4: interruption and resume ----------------------------------------------------------
+
+
+def test_interrupted_run_resumes_every_video_scored_once(workdir, monkeypatch):
+    d = workdir["dir"]
+    inp = _write(d / "resume_in.json", {"groups": _good_groups(3)})
+    out = d / "resume_out.json"
+    calls: dict[str, int] = {}
+    original = VideoProcessor.score_video
+    state = {"interrupt_at": "good4.mp4"}  # first video of the third group
+
+    def counting(self, path, return_visuals=False):
+        if state["interrupt_at"] and Path(path).name == state["interrupt_at"]:
+            raise KeyboardInterrupt  # simulated kill in the middle of group 2 (k = 2 groups done)
+        res = original(self, path, return_visuals)
+        calls[Path(path).name] = calls.get(Path(path).name, 0) + 1
+        return res
+
+    monkeypatch.setattr(VideoProcessor, "score_video", counting)
+    with pytest.raises(KeyboardInterrupt):
+        video_scorer.main(_args(workdir, inp, out))
+    partial = json.loads(out.read_text())
+    for g in partial["groups"][:2]:
+        for v in g["videos"]:
+            _assert_scored(v)
+    assert all(not any(k in v for k in SCORES) for v in partial["groups"][2]["videos"])
+    assert partial["groups"][0]["custom"] == {"k": 0}
+
+    state["interrupt_at"] = None
+    assert video_scorer.main(_args(workdir, inp, out)) == 0
+    final = json.loads(out.read_text())
+    for g in final["groups"]:
+        for v in g["videos"]:
+            _assert_scored(v)
+    assert final["groups"][:2] == partial["groups"][:2]  # nothing lost or changed
+    assert calls == {f"good{i}.mp4": 1 for i in range(6)}
+    assert video_scorer.main(_args(workdir, inp, out)) == 0  # third run: nothing to do
+    assert calls == {f"good{i}.mp4": 1 for i in range(6)}
+
+
+def test_settings_mismatch_refuses_to_mix(workdir, capsys):
+    d = workdir["dir"]
+    inp = _write(d / "set_in.json", {"groups": _good_groups(1)})
+    out = d / "set_out.json"
+    assert video_scorer.main(_args(workdir, inp, out)) == 0
+    assert video_scorer.main(_args(workdir, inp, out, "--conf_thres", "10")) == 2
+    assert "different settings" in capsys.readouterr().err
+    assert video_scorer.main(_args(workdir, inp, out, "--conf_thres", "10", "--overwrite")) == 0
+    assert json.loads(out.read_text())["consistency_scorer"]["conf_thres"] == 10.0
+
+
+# ---- LPIPS availability -----------------------------------------------------------------------------
+
+
+def test_missing_lpips_weights_clear_error_or_no_lpips(workdir, monkeypatch, capsys):
+    d = workdir["dir"]
+    monkeypatch.setenv("TORCH_HOME", str(d / "empty_torch_home"))
+    monkeypatch.delenv("VIDEOGPA_LPIPS_VGG_WEIGHTS", raising=False)
+    monkeypatch.delenv("VIDEOGPA_LPIPS_LIN_WEIGHTS", raising=False)
+    inp = _write(d / "lp_in.json", [_good_groups(1)[0]])  # a plain list of groups
+    out = d / "lp_out.json"
+    args = _args(workdir, inp, out)
+    i = args.index("--lpips_vgg_weights")
+    args = args[:i] + args[i + 4 :] + ["--no_download"]  # drop both --lpips_* options
+    assert video_scorer.main(args) == 2
+    err = capsys.readouterr().err
+    for needle in ("--lpips_vgg_weights", "--lpips_lin_weights", "--no_lpips", "VIDEOGPA_LPIPS_VGG_WEIGHTS"):
+        assert needle in err
+    assert not out.exists()
+    assert video_scorer.main(args + ["--no_lpips"]) == 0
+    res = json.loads(out.read_text())
+    assert isinstance(res, list)
+    for v in res[0]["videos"]:
+        assert v["lpips"] is None and v["consistency_score"] == v["mse"] > 0
+
+
+# ---- shards, workers, entry points ------------------------------------------------------------------
+
+
+def _scores(doc):
+    groups = doc["groups"] if isinstance(doc, dict) else doc
+    return [[{k: v.get(k) for k in SCORES + ("error",)} for v in g["videos"]] for g in groups]
+
+
+def test_shards_merge_equals_single_run(workdir, capsys):
+    d = workdir["dir"]
+    inp = _write(d / "shard_in.json", {"groups": _good_groups(3), "top": "kept"})
+    single = d / "shard_single.json"
+    assert video_scorer.main(_args(workdir, inp, single)) == 0
+    merged = d / "shard_merged.json"
+    for i in range(2):
+        assert (
+            video_scorer.main(_args(workdir, inp, merged, "--num_shards", "2", "--shard_index", str(i))) == 0
+        )
+    s0 = json.loads((d / "shard_merged.shard0-of-2.json").read_text())
+    assert [g["group_id"] for g in s0["groups"]] == ["g0", "g2"]
+    assert video_scorer.main(_args(workdir, inp, merged, "--num_shards", "2", "--merge")) == 0
+    m = json.loads(merged.read_text())
+    assert m["top"] == "kept" and _scores(m) == _scores(json.loads(single.read_text()))
+    assert video_scorer.main(_args(workdir, inp, merged, "--num_shards", "3", "--merge")) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_one_worker_per_device_spawn(workdir):
+    d = workdir["dir"]
+    inp = _write(d / "mp_in.json", {"groups": _good_groups(2)})
+    single, multi = d / "mp_single.json", d / "mp_multi.json"
+    assert video_scorer.main(_args(workdir, inp, single)) == 0
+    args = _args(workdir, inp, multi)
+    args[args.index("--devices") + 1] = "cpu,cpu"
+    assert video_scorer.main(args) == 0
+    assert _scores(json.loads(multi.read_text())) == _scores(json.loads(single.read_text()))
+
+
+def test_script_and_module_entry_points(workdir, tmp_path):
+    d = workdir["dir"]
+    inp = _write(d / "script_in.json", {"groups": _good_groups(1)})
+    out = tmp_path / "script_out.json"
+    env = dict(os.environ, PYTHONPATH="")
+    visuals = tmp_path / "vis"
+    cmd = [sys.executable, str(ROOT / "train_dpo" / "video_scorer.py"), *_args(workdir, inp, out),
+           "--save_visuals", str(visuals)]  # fmt: skip
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "scored 2, skipped 0, failed 0" in r.stdout
+    for v in json.loads(out.read_text())["groups"][0]["videos"]:
+        _assert_scored(v)
+    vdir = visuals / "00000_g0" / "00_good0_seed0"
+    pngs = [f"reproj_{i:03d}.png" for i in range(4)]
+    assert sorted(p.name for p in vdir.iterdir()) == ["point_cloud.ply", *pngs, "side_by_side.mp4"]
+    cmd = [sys.executable, "-m", "train_dpo.video_scorer", "--help"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--lpips_vgg_weights" in r.stdout and "--no_lpips" in r.stdout

@@ -1,0 +1,497 @@
+"""Video reading, frame sampling and atomic video writing (imageio-ffmpeg; no decord, no OpenCV).
+
+Every stage of the VideoGPA pipeline touches video files: candidate generation writes them, the
+geometry-consistency scorer samples a few frames per video (VideoGPA, arXiv 2601.23286, Sec. 3:
+frames -> VGGT -> point cloud -> reprojection), and the latent encoder of the DPO trainer loads
+clips at the model's resolution. This module is the single place that does it.
+
+Conventions
+-----------
+* Frames are ``numpy.uint8`` arrays in RGB order, shape ``[T, H, W, 3]`` (time, rows, columns,
+  channels), values 0..255.
+* Frame ``i`` is the ``i``-th frame the decoder outputs (presentation order, no frame-rate
+  conversion: ffmpeg runs with ``-fps_mode passthrough`` so duplicated/dropped timestamps of
+  variable-frame-rate files are not papered over).
+* Resizing first centre-crops to the target aspect ratio (nothing is stretched), then resamples
+  with PIL (bicubic by default; PIL's bicubic filter widens its support when shrinking, so it is
+  anti-aliased like area averaging).
+
+Errors
+------
+Every reading function raises :class:`VideoReadError` (a ``ValueError``) whose message names the
+file for: a missing path, a 0-byte file, a file ffmpeg cannot open (not a video, truncated mp4
+whose index is missing), decode errors (truncated stream; unless ``allow_decode_errors=True``), a
+video with no frames, and a video with fewer decodable frames than requested.
+
+Reading is done in two cheap passes: ``ffmpeg -f null`` counts the decodable frames (and reports
+decode errors), then the frames are streamed through a pipe and only the requested ones are kept,
+so memory stays at ``n_frames`` frames even for long videos.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "VideoReadError",
+    "VideoInfo",
+    "get_video_info",
+    "count_frames",
+    "sample_frame_indices",
+    "center_crop_resize",
+    "read_video_frames",
+    "load_frames",
+    "sample_uniform_frames",
+    "write_video",
+]
+
+_RESAMPLE = {
+    "bicubic": Image.BICUBIC,
+    "bilinear": Image.BILINEAR,
+    "lanczos": Image.LANCZOS,
+    "area": Image.BOX,
+    "box": Image.BOX,
+    "nearest": Image.NEAREST,
+}
+
+
+class VideoReadError(ValueError):
+    """A video file is missing, empty, unreadable, corrupt, or has too few decodable frames.
+
+    The message always names the file. ``path`` holds it as a string.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot read video {self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Basic facts about a video file.
+
+    Attributes:
+        path: the file.
+        num_frames: number of decodable frames (exact, counted by decoding).
+        width, height: frame size in pixels as decoded.
+        fps: frames per second from the container (0.0 when unknown).
+        duration: seconds from the container (0.0 when unknown).
+        codec: codec name hint from ffmpeg, e.g. ``"h264"``.
+    """
+
+    path: str
+    num_frames: int
+    width: int
+    height: int
+    fps: float
+    duration: float
+    codec: str
+
+
+# --------------------------------------------------------------------------------------------
+# low level: ffmpeg probing and streaming
+# --------------------------------------------------------------------------------------------
+
+
+def _ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _check_file(path: str | os.PathLike) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise VideoReadError(path, "file not found")
+    if not p.is_file():
+        raise VideoReadError(path, "not a regular file")
+    if p.stat().st_size == 0:
+        raise VideoReadError(path, "file is empty (0 bytes)")
+    return str(p)
+
+
+def _first_error_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # Prefer the most specific line (the first one), drop ffmpeg's "[tag @ 0x...]" prefixes.
+    for ln in lines:
+        return re.sub(r"\[[^\]]*@ 0x[0-9a-f]+\]\s*", "", ln)
+    return "unknown ffmpeg error"
+
+
+def _probe_decode(path: str, allow_decode_errors: bool) -> int:
+    """Decode the first video stream to the null muxer; return the number of decoded frames."""
+    cmd = [
+        _ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error",
+        "-i", path, "-map", "0:v:0", "-fps_mode", "passthrough",
+        "-f", "null", "-progress", "pipe:1", "-nostats", "-",
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=600)
+    except subprocess.TimeoutExpired as e:
+        raise VideoReadError(path, "ffmpeg timed out while decoding") from e
+    stdout = proc.stdout.decode("utf-8", "replace")
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        low = stderr.lower()
+        if "matches no streams" in low or "does not contain any stream" in low:
+            raise VideoReadError(path, "no video stream")
+        raise VideoReadError(
+            path, f"ffmpeg cannot open or decode it (not a video, or truncated): {_first_error_line(stderr)}"
+        )
+    counts = re.findall(r"^frame=(\d+)\s*$", stdout, flags=re.M)
+    n = int(counts[-1]) if counts else 0
+    if stderr.strip() and not allow_decode_errors:
+        raise VideoReadError(
+            path,
+            f"decode errors after {n} frames (truncated or corrupt stream; pass "
+            f"allow_decode_errors=True to use the decodable part): {_first_error_line(stderr)}",
+        )
+    return n
+
+
+def _iter_frames(path: str) -> tuple[dict, Iterator[np.ndarray]]:
+    """Open ``path`` with imageio-ffmpeg; return (meta, iterator over uint8 [H, W, 3] frames)."""
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24", output_params=["-fps_mode", "passthrough"])
+    try:
+        meta = next(gen)
+    except StopIteration as e:  # pragma: no cover - imageio-ffmpeg always yields meta first
+        raise VideoReadError(path, "ffmpeg produced no metadata") from e
+    except (OSError, RuntimeError) as e:
+        gen.close()
+        raise VideoReadError(path, f"ffmpeg cannot open it: {_first_error_line(str(e))}") from e
+    w, h = meta["size"]
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            for buf in gen:
+                yield np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
+        except RuntimeError as e:
+            raise VideoReadError(path, f"stream ended inside a frame: {e}") from e
+        finally:
+            gen.close()
+
+    return meta, frames()
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------
+
+
+def count_frames(path: str | os.PathLike, allow_decode_errors: bool = False) -> int:
+    """Number of decodable frames of the first video stream of ``path`` (exact; decodes it all).
+
+    Raises:
+        VideoReadError: missing/empty/unreadable file, no video stream, or decode errors (unless
+            ``allow_decode_errors``).
+    """
+    p = _check_file(path)
+    return _probe_decode(p, allow_decode_errors)
+
+
+def get_video_info(path: str | os.PathLike, allow_decode_errors: bool = False) -> VideoInfo:
+    """Return :class:`VideoInfo` (exact frame count, size, fps, duration, codec) for ``path``.
+
+    Raises:
+        VideoReadError: as :func:`count_frames`.
+    """
+    p = _check_file(path)
+    n = _probe_decode(p, allow_decode_errors)
+    meta, it = _iter_frames(p)
+    it.close()
+    w, h = meta["size"]
+    return VideoInfo(
+        path=p,
+        num_frames=n,
+        width=int(w),
+        height=int(h),
+        fps=float(meta.get("fps") or 0.0),
+        duration=float(meta.get("duration") or 0.0),
+        codec=str(meta.get("codec", "")),
+    )
+
+
+def sample_frame_indices(num_total: int, n: int) -> np.ndarray:
+    """``n`` frame indices spread uniformly over ``[0, num_total - 1]``, first and last included.
+
+    Index ``k`` is ``floor(k * (num_total - 1) / (n - 1) + 0.5)`` (round half up), so the result is
+    sorted, starts at 0, ends at ``num_total - 1`` and is strictly increasing when
+    ``n <= num_total``. ``n == 1`` gives ``[0]``.
+
+    Args:
+        num_total: number of frames available (> 0).
+        n: number of indices wanted (> 0, ``<= num_total``).
+
+    Returns:
+        int64 numpy array of shape ``[n]``.
+
+    Raises:
+        ValueError: ``n`` or ``num_total`` < 1, or ``n > num_total``.
+    """
+    num_total, n = int(num_total), int(n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if num_total < 1:
+        raise ValueError(f"num_total must be >= 1, got {num_total}")
+    if n > num_total:
+        raise ValueError(f"cannot sample {n} distinct frames from {num_total}")
+    if n == 1:
+        return np.zeros(1, dtype=np.int64)
+    k = np.arange(n, dtype=np.float64)
+    return np.floor(k * (num_total - 1) / (n - 1) + 0.5).astype(np.int64)
+
+
+def center_crop_resize(
+    frame: np.ndarray, height: int | None, width: int | None, resample: str = "bicubic"
+) -> np.ndarray:
+    """Centre-crop ``frame`` to the aspect ratio ``width / height``, then resize to ``(height, width)``.
+
+    Args:
+        frame: uint8 ``[H, W, 3]`` (or ``[H, W]``) image.
+        height, width: target size in pixels. If both are None the frame is returned unchanged.
+            If only one is given the other follows the frame's aspect ratio (no crop).
+        resample: ``"bicubic"`` (default), ``"bilinear"``, ``"lanczos"``, ``"area"`` or ``"nearest"``.
+
+    Returns:
+        uint8 array ``[height, width, 3]``.
+
+    The crop keeps the centre: for a frame wider than the target aspect, ``(W - W') // 2``
+    columns are removed on the left and the rest on the right (likewise for rows).
+    """
+    if height is None and width is None:
+        return frame
+    h, w = frame.shape[:2]
+    if height is None:
+        height = max(1, int(round(h * width / w)))
+        crop_h, crop_w = h, w
+    elif width is None:
+        width = max(1, int(round(w * height / h)))
+        crop_h, crop_w = h, w
+    else:
+        target = width / height
+        if w / h > target:  # too wide -> crop columns
+            crop_h, crop_w = h, max(1, int(round(h * target)))
+        else:  # too tall -> crop rows
+            crop_h, crop_w = max(1, int(round(w / target))), w
+    if resample not in _RESAMPLE:
+        raise ValueError(f"unknown resample {resample!r}; choose from {sorted(_RESAMPLE)}")
+    top, left = (h - crop_h) // 2, (w - crop_w) // 2
+    cropped = frame[top : top + crop_h, left : left + crop_w]
+    if (crop_h, crop_w) == (height, width):
+        return np.ascontiguousarray(cropped)
+    img = Image.fromarray(np.ascontiguousarray(cropped))
+    return np.asarray(img.resize((int(width), int(height)), resample=_RESAMPLE[resample]))
+
+
+def load_frames(
+    path: str | os.PathLike,
+    n_frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    resample: str = "bicubic",
+    allow_decode_errors: bool = False,
+    return_indices: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Load ``n_frames`` uniformly spaced frames (or all), centre-cropped and resized to ``(height, width)``.
+
+    Args:
+        path: video file (anything ffmpeg decodes: mp4, webm, avi, gif, ...).
+        n_frames: how many frames; indices from :func:`sample_frame_indices` (first and last frame
+            included). None loads every frame.
+        height, width: output size in pixels; see :func:`center_crop_resize`. None keeps the size.
+        resample: PIL filter name for the resize.
+        allow_decode_errors: accept a stream with decode errors and use its decodable frames.
+        return_indices: also return the int64 frame indices used.
+
+    Returns:
+        uint8 numpy array ``[T, height, width, 3]`` RGB (``T = n_frames`` or the frame count), and
+        the indices ``[T]`` if ``return_indices``.
+
+    Raises:
+        VideoReadError: missing/empty/non-video/truncated file, or fewer decodable frames than
+            ``n_frames``.
+        ValueError: ``n_frames < 1``.
+    """
+    p = _check_file(path)
+    if n_frames is not None and int(n_frames) < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    total = _probe_decode(p, allow_decode_errors)
+    if total == 0:
+        raise VideoReadError(p, "no decodable video frames")
+    if n_frames is None:
+        indices = np.arange(total, dtype=np.int64)
+    else:
+        if total < int(n_frames):
+            raise VideoReadError(p, f"only {total} decodable frame(s), {int(n_frames)} requested")
+        indices = sample_frame_indices(total, int(n_frames))
+    # A frame may be requested more than once only if indices repeat (they do not, see above),
+    # but keep the mapping general.
+    wanted: dict[int, list[int]] = {}
+    for slot, idx in enumerate(indices.tolist()):
+        wanted.setdefault(idx, []).append(slot)
+    last = int(indices[-1])
+    out: list[np.ndarray | None] = [None] * len(indices)
+    _meta, it = _iter_frames(p)
+    n_seen = 0
+    try:
+        for i, frame in enumerate(it):
+            n_seen = i + 1
+            if i in wanted:
+                small = center_crop_resize(frame, height, width, resample)
+                small = np.array(small, dtype=np.uint8, copy=True)
+                for slot in wanted[i]:
+                    out[slot] = small
+            if i >= last:
+                break
+    finally:
+        it.close()
+    if any(f is None for f in out):
+        raise VideoReadError(
+            p, f"stream ended after {n_seen} frames although {total} were counted (corrupt file?)"
+        )
+    frames = np.stack(out, axis=0)  # type: ignore[arg-type]
+    return (frames, indices) if return_indices else frames
+
+
+def sample_uniform_frames(
+    path: str | os.PathLike,
+    n_frames: int = 10,
+    size: int | None = 518,
+    resample: str = "bicubic",
+    allow_decode_errors: bool = False,
+) -> np.ndarray:
+    """``n_frames`` frames spread uniformly over the whole video, centre-cropped square, resized.
+
+    This is the frame sampler of the geometry-consistency scorer (VGGT input: square, side a
+    multiple of 14, 518 by default as in the VGGT reference and VideoGPA).
+
+    Args:
+        path: video file.
+        n_frames: number of frames (first and last frame always included).
+        size: output side in pixels; None keeps the centre square at its native size.
+        resample: PIL filter name (``"bicubic"`` default, ``"area"``...).
+        allow_decode_errors: see :func:`load_frames`.
+
+    Returns:
+        uint8 numpy array ``[n_frames, size, size, 3]`` RGB.
+
+    Raises:
+        VideoReadError: see :func:`load_frames` (includes fewer decodable frames than ``n_frames``).
+    """
+    if size is None:
+        p = _check_file(path)
+        meta, it = _iter_frames(p)
+        it.close()
+        side = int(min(meta["size"]))
+    else:
+        side = int(size)
+    frames = load_frames(path, n_frames, side, side, resample, allow_decode_errors)
+    assert isinstance(frames, np.ndarray)
+    return frames
+
+
+def read_video_frames(path: str | os.PathLike, allow_decode_errors: bool = False) -> np.ndarray:
+    """Every frame of ``path`` as uint8 ``[T, H, W, 3]`` RGB at its native size.
+
+    Raises:
+        VideoReadError: see :func:`load_frames`.
+    """
+    return load_frames(path, None, allow_decode_errors=allow_decode_errors)  # type: ignore[return-value]
+
+
+def _as_uint8_frames(frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    arr = np.asarray(frames)
+    if arr.ndim == 3:  # grayscale [T, H, W]
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 4 or arr.shape[-1] not in (3, 4):
+        raise ValueError(f"frames must have shape [T, H, W, 3], got {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError("frames is empty (T = 0)")
+    arr = arr[..., :3]
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating):
+            arr = np.clip(np.nan_to_num(arr, nan=0.0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        else:
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: np.ndarray | Sequence[np.ndarray],
+    fps: float = 8.0,
+    crf: int = 18,
+    codec: str = "libx264",
+    pix_fmt: str | None = None,
+) -> Path:
+    """Encode ``frames`` to ``path`` atomically (temp file in the same folder + rename).
+
+    Args:
+        path: output file; its suffix picks the container (``.mp4`` typical). Parent folders are
+            created. An interrupted write leaves the old file (or nothing), never a partial one.
+        frames: uint8 ``[T, H, W, 3]`` RGB (float arrays in [0, 1] are converted, grayscale
+            ``[T, H, W]`` is expanded). Sizes are kept exactly: no macro-block padding/resizing.
+        fps: frames per second (CogVideoX writes 8 fps; 16 for CogVideoX1.5).
+        crf: x264 constant rate factor (0 lossless .. 51 worst; 18 is visually lossless).
+        codec: ffmpeg encoder name.
+        pix_fmt: output pixel format; default ``yuv420p`` (plays everywhere) when height and width
+            are even, else ``yuv444p`` (4:2:0 needs even sizes).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: bad frame array shape / empty.
+        RuntimeError: ffmpeg failed (the message includes ffmpeg's error).
+    """
+    import imageio_ffmpeg
+
+    arr = _as_uint8_frames(frames)
+    t, h, w, _ = arr.shape
+    if pix_fmt is None:
+        pix_fmt = "yuv420p" if (h % 2 == 0 and w % 2 == 0) else "yuv444p"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not mkstemp: let ffmpeg create the file so it gets the usual umask permissions.
+    tmp = str(path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"))
+    out_params = ["-crf", str(int(crf))] if codec in ("libx264", "libx265") else []
+    try:
+        writer = imageio_ffmpeg.write_frames(
+            tmp,
+            (w, h),
+            fps=Fraction(fps).limit_denominator(100000) if not isinstance(fps, Fraction) else fps,
+            codec=codec,
+            pix_fmt_in="rgb24",
+            pix_fmt_out=pix_fmt,
+            quality=None,
+            macro_block_size=1,
+            ffmpeg_log_level="error",
+            output_params=out_params,
+        )
+        writer.send(None)
+        for i in range(t):
+            writer.send(arr[i])
+        writer.close()
+        if os.path.getsize(tmp) == 0:
+            raise RuntimeError(f"ffmpeg wrote an empty file for {path}")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
