@@ -36,7 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from utils.io_utils import atomic_write_json, read_json  # noqa: E402
+from utils.io_utils import JSONInputError, atomic_write_json, read_json  # noqa: E402
 from utils.scripts import model_script, run_script  # noqa: E402
 
 logger = logging.getLogger("demo")
@@ -46,9 +46,9 @@ CAPTIONS_JSON = REPO_ROOT / "data" / "dl3dv_captions_1K.json"  # real DL3DV scen
 IMAGES_DIR = REPO_ROOT / "data" / "images"  # real first frames for image-to-video
 RUN_DIR = REPO_ROOT / "runs" / "demo"
 TINY_ROOT = REPO_ROOT / "checkpoints" / "tiny"
-NUM_PROMPTS = 2
+NUM_PROMPTS = 3
 NUM_SEEDS = 3
-TRAIN_STEPS = 8
+TRAIN_STEPS = 20
 PRESET = "tiny"
 # Relaxed pair rules for random tiny models (released values: min_gap 0.05, threshold 0.8, motion 0.001).
 TINY_PAIR_RULES = ["--min_gap", "0", "--metric_threshold", "none", "--motion_threshold", "none"]
@@ -249,6 +249,9 @@ def main(argv=None) -> int:
     except StageError as e:
         logger.error("%s", e)
         return 1
+    except (JSONInputError, FileNotFoundError) as e:
+        logger.error("bad input: %s", e)
+        return 2
 
     from train_dpo.dataset import PairSelectionConfig, select_preference_pairs
     from utils.report import write_report
@@ -266,10 +269,10 @@ def main(argv=None) -> int:
                        "loser": p.loser["video_path"], "metric_w": p.metric_w, "metric_l": p.metric_l}
                       for p in sel]
             diffs[mode] = _video_difference(res["inference_videos"])
-        metrics_csv = next((r["metrics_csv"] for r in results.values() if r["metrics_csv"]), None)
         paths = {f"{mode}: {k}": (v if isinstance(v, list) else str(v))
                  for mode, res in results.items() for k, v in res.items()}
-        out = write_report(run_dir, groups, pairs, stages.seconds, paths, metrics_csv=metrics_csv,
+        out = write_report(run_dir, groups, pairs, stages.seconds, paths,
+                           metrics_csvs={mode: r["metrics_csv"] for mode, r in results.items()},
                            extra={"preset": args.preset, "pair_selection": pair_stats, "commands": stages.commands,
                                   "adapter_vs_base_mean_abs_pixel_diff": diffs, **extra})
     print(f"\nreport: {out['md']}")

@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from generate.common import inference_main  # noqa: E402
+from utils.scripts import script_defaults  # noqa: E402
 
 # --- configuration (every value can be overridden on the command line) ---
 BASE_MODEL = "THUDM/CogVideoX-5b"
@@ -29,13 +30,7 @@ def main(argv=None) -> int:
     return inference_main(
         "t2v",
         argv,
-        dict(
-            base_model=BASE_MODEL,
-            num_inference_steps=NUM_INFERENCE_STEPS,
-            guidance_scale=GUIDANCE_SCALE,
-            seed=SEED,
-            fps=FPS,
-        ),
+        script_defaults(globals()),
     )
 
 

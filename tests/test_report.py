@@ -13,13 +13,13 @@ def test_report_files_and_roles(tmp_path):
     ]
     pairs = [{"group_id": "g0", "winner": "g0/seed_0.mp4", "loser": "g0/seed_1.mp4"}]
     csv_path = tmp_path / "metrics.csv"
-    csv_path.write_text("epoch,step,train/loss_step,train/reward_accuracy_step,val/loss\n"
+    csv_path.write_text("epoch,step,train/loss,train/accuracy,val/loss\n"
                         "0,0,0.6931,0.5,\n0,1,0.60,1.0,\n0,1,,,0.65\n")
     series = read_lightning_csv(csv_path)
-    assert series["train/loss_step"] == [(0, 0.6931), (1, 0.60)]
+    assert series["train/loss"] == [(0, 0.6931), (1, 0.60)]
     assert series["val/loss"] == [(1, 0.65)]
     out = write_report(tmp_path, groups, pairs, {"generate": 1.5, "score": 2.0}, {"adapter": "run/final_lora"},
-                       metrics_csv=csv_path)
+                       metrics_csvs={"t2v": csv_path, "i2v": tmp_path / "missing.csv"})
     for k in ("md", "json", "hist", "curves"):
         assert out[k].is_file() and out[k].stat().st_size > 0
     assert out["hist"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -29,4 +29,6 @@ def test_report_files_and_roles(tmp_path):
     assert roles == {"g0/seed_0.mp4": "winner", "g0/seed_1.mp4": "loser", "g0/seed_2.mp4": ""}
     md = out["md"].read_text()
     assert "**winner**" in md and "error: VideoReadError: truncated" in md and "training_curves.png" in md
+    assert rep["training_curves"]["t2v"]["train/loss"] == [[0, 0.6931], [1, 0.60]]
+    assert "i2v" not in rep["training_curves"]
     assert read_lightning_csv(tmp_path / "missing.csv") == {}

@@ -59,7 +59,6 @@ __all__ = [
     "video_frames_to_tensor",
     "encode_video_latents",
     "encode_prompt_embeds",
-    "load_condition_image",
     "prepare_image_latents",
     "encode_group_condition",
     "save_tensors",
@@ -240,29 +239,6 @@ def encode_prompt_embeds(pipe, prompt: str, max_sequence_length: int = 226) -> t
     return embeds[0]
 
 
-def load_condition_image(path: str | os.PathLike, height: int, width: int):
-    """First-frame image as the inference scripts load it (``generate/common.load_image``): RGB,
-    centre-cropped to the ``width / height`` aspect, bicubic-resized to ``(width, height)``.
-
-    Returns:
-        ``PIL.Image.Image``. Raises ``ValueError`` (missing/unreadable file, message names it).
-    """
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    from utils.video_utils import center_crop_resize
-
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"image not found: {p}")
-    try:
-        with Image.open(p) as im:
-            arr = np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as e:
-        raise ValueError(f"cannot read image {p}: {e}") from e
-    return Image.fromarray(center_crop_resize(arr, int(height), int(width)))
-
-
 @torch.no_grad()
 def prepare_image_latents(
     pipe,
@@ -281,7 +257,7 @@ def prepare_image_latents(
 
     Args:
         pipe: a CogVideoX pipeline (its ``vae`` and ``video_processor`` are used).
-        image: a path (loaded with :func:`load_condition_image`: centre crop + resize, as the
+        image: a path (loaded with ``generate.common.load_image``: centre crop + resize, as the
             candidate generator and ``generate/i2v_inference.py`` load first frames) or a PIL
             image / tensor, passed to ``video_processor.preprocess`` as the pipeline does.
         num_frames: pixel frames of the video (e.g. 49).
@@ -300,7 +276,9 @@ def prepare_image_latents(
             cfg = pipe.transformer.config
         patch_size_t = (cfg or {}).get("patch_size_t")
     if isinstance(image, (str, os.PathLike)):
-        image = load_condition_image(image, height, width)
+        from generate.common import load_image
+
+        image = load_image(image, height, width)
     vae = pipe.vae
     tc = pipe.vae_scale_factor_temporal
     sf = pipe.vae_scale_factor_spatial

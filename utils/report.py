@@ -18,11 +18,11 @@ from utils.io_utils import atomic_write_bytes, atomic_write_json
 
 __all__ = ["read_lightning_csv", "write_report"]
 
-# Curves drawn from the trainer's CSV log: (title, candidate column names, first match wins).
+# Curves drawn from the trainer's CSV log (``train_dpo/trainer.py`` logs these keys): (title, column).
 CURVES = (
-    ("DPO loss", ("train/loss_step", "train/loss", "train_loss", "loss")),
-    ("implicit reward accuracy", ("train/reward_accuracy_step", "train/reward_accuracy", "train/accuracy", "accuracy")),
-    ("implicit reward margin", ("train/reward_margin_step", "train/reward_margin", "train/margin", "margin")),
+    ("DPO loss", ("train/loss",)),
+    ("implicit reward accuracy", ("train/accuracy",)),
+    ("implicit reward margin", ("train/reward_margin",)),
 )
 
 
@@ -94,23 +94,32 @@ def _histogram(path: Path, scores: list[float], winners: list[float], losers: li
     _plot_png(path, draw)
 
 
-def _curves(path: Path, series: dict) -> list[str]:
-    picked = [(title, _pick(series, names)) for title, names in CURVES]
-    picked = [(t, p) for t, p in picked if p]
-    if not picked:
-        return []
+def _curves(path: Path, runs: dict[str, dict]) -> dict[str, list[str]]:
+    """Plot loss / accuracy / margin, one panel each, one line per run label; returns columns used."""
+    panels = []
+    for title, names in CURVES:
+        lines = [(label, *p) for label, series in runs.items() if (p := _pick(series, names))]
+        if lines:
+            panels.append((title, lines))
+    if not panels:
+        return {}
 
     def draw(plt):
-        fig, axes = plt.subplots(1, len(picked), figsize=(4 * len(picked), 3), squeeze=False)
-        for ax, (title, (col, pts)) in zip(axes[0], picked):
-            ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", ms=3)
+        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3), squeeze=False)
+        for ax, (title, lines) in zip(axes[0], panels):
+            for label, col, pts in lines:
+                ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", ms=3, label=label)
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("optimiser step")
-            ax.set_ylabel(col, fontsize=8)
+            ax.legend(fontsize=8)
         return fig
 
     _plot_png(path, draw)
-    return [col for _, (col, _) in picked]
+    used: dict[str, list[str]] = {}
+    for _, lines in panels:
+        for label, col, _ in lines:
+            used.setdefault(label, []).append(col)
+    return used
 
 
 def write_report(
@@ -119,7 +128,7 @@ def write_report(
     pairs: list[dict],
     stage_times: dict[str, float],
     paths: dict[str, Any],
-    metrics_csv: str | os.PathLike | None = None,
+    metrics_csvs: dict[str, str | os.PathLike] | None = None,
     metric_name: str = "consistency_score",
     extra: dict | None = None,
 ) -> dict[str, Path]:
@@ -132,10 +141,11 @@ def write_report(
         pairs: preference pairs, each with ``group_id``, ``winner`` and ``loser`` video paths.
         stage_times: ``{stage name: wall seconds}`` in run order.
         paths: anything worth listing (videos, adapters, JSON files); written as given.
-        metrics_csv: the trainer's Lightning ``metrics.csv`` for the training curves (optional).
+        metrics_csvs: ``{run label: the trainer's Lightning metrics.csv}`` for the training curves
+            (optional; one line per label in each panel).
         metric_name: the score that chose winners and losers.
     Returns:
-        ``{"md", "json", "hist", "curves"}`` -> paths (``curves`` absent without a metrics CSV).
+        ``{"md", "json", "hist", "curves"}`` -> paths (``curves`` absent without training metrics).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -166,8 +176,9 @@ def write_report(
 
     out = {"md": run_dir / "report.md", "json": run_dir / "report.json", "hist": run_dir / "scores_hist.png"}
     _histogram(out["hist"], scores, win_scores, lose_scores)
-    series = read_lightning_csv(metrics_csv) if metrics_csv else {}
-    curve_cols = _curves(run_dir / "training_curves.png", series) if series else []
+    runs = {label: read_lightning_csv(p) for label, p in (metrics_csvs or {}).items() if p}
+    runs = {label: series for label, series in runs.items() if series}
+    curve_cols = _curves(run_dir / "training_curves.png", runs) if runs else {}
     if curve_cols:
         out["curves"] = run_dir / "training_curves.png"
 
@@ -181,7 +192,7 @@ def write_report(
         "total_seconds": sum(stage_times.values()),
         "scores": rows,
         "pairs": pairs,
-        "training_curves": {c: series[c] for c in curve_cols},
+        "training_curves": {label: {c: runs[label][c] for c in cols} for label, cols in curve_cols.items()},
         "paths": {k: str(v) if isinstance(v, Path) else v for k, v in paths.items()},
         "figures": {k: v.name for k, v in out.items() if k in ("hist", "curves")},
     }

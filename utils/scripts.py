@@ -43,3 +43,13 @@ def run_script(path: str | os.PathLike, argv: list[str]) -> int:
     """Load the script at ``path`` and return ``main(argv)``'s exit code (``None`` counts as 0)."""
     code = load_script(path).main(argv)
     return 0 if code is None else int(code)
+
+
+def script_defaults(namespace: dict) -> dict:
+    """The configuration constants of a per-model script as argparse defaults.
+
+    Every UPPER_CASE name at the top of the script (``BASE_MODEL``, ``NUM_FRAMES``, ...) becomes the
+    default of the matching lower-case command-line option (``--base_model``, ``--num_frames``), so
+    a script lists its configuration once. ``REPO_ROOT`` is a path helper, not configuration.
+    """
+    return {k.lower(): v for k, v in namespace.items() if k.isupper() and not k.startswith("_") and k != "REPO_ROOT"}

@@ -17,6 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from utils.scripts import script_defaults  # noqa: E402
+
 # --- configuration (every value can be overridden on the command line) ---
 BASE_MODEL = "THUDM/CogVideoX-5b"
 INPUT_JSON = str(
@@ -35,17 +37,7 @@ def main(argv=None) -> int:
     """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad input)."""
     from train_dpo.encode import run_encode_cli
 
-    defaults = dict(
-        base_model=BASE_MODEL,
-        input_json=INPUT_JSON,
-        output_json=OUTPUT_JSON,
-        base_path=BASE_PATH,
-        latent_dir=LATENT_DIR,
-        num_frames=NUM_FRAMES,
-        height=HEIGHT,
-        width=WIDTH,
-        seed=SEED,
-    )
+    defaults = script_defaults(globals())
     return run_encode_cli(argv, defaults, description=__doc__.split("\n\n")[0])
 
 

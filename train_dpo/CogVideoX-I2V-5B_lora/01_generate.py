@@ -18,6 +18,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from generate.candidates import build_arg_parser, run_from_args  # noqa: E402
 
+from utils.scripts import script_defaults  # noqa: E402
+
 # --- configuration (every value can be overridden on the command line) ---
 BASE_MODEL = "THUDM/CogVideoX-5b-I2V"
 KIND = "i2v"
@@ -35,11 +37,7 @@ FPS = 8
 
 def main(argv=None) -> int:
     """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad configuration)."""
-    defaults = dict(
-        base_model=BASE_MODEL, kind=KIND, prompts_json=PROMPTS_JSON, output_dir=OUTPUT_DIR,
-        num_seeds=NUM_SEEDS, seed_start=SEED_START, num_frames=NUM_FRAMES, height=HEIGHT, width=WIDTH,
-        num_inference_steps=NUM_INFERENCE_STEPS, guidance_scale=GUIDANCE_SCALE, fps=FPS,
-    )
+    defaults = script_defaults(globals())
     parser = build_arg_parser(defaults, description=__doc__.split("\n\n")[0])
     return run_from_args(parser.parse_args(argv))
 

@@ -18,6 +18,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from utils.scripts import script_defaults  # noqa: E402
+
 # --- configuration (every value can be overridden on the command line) ---
 BASE_MODEL = "THUDM/CogVideoX-5b-I2V"
 TRAIN_JSON = str(
@@ -50,28 +52,7 @@ def main(argv=None) -> int:
     """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad input)."""
     from train_dpo.trainer import run_train_cli
 
-    defaults = dict(
-        base_model=BASE_MODEL,
-        train_json=TRAIN_JSON,
-        base_path=BASE_PATH,
-        output_dir=OUTPUT_DIR,
-        metric_name=METRIC_NAME,
-        metric_mode=METRIC_MODE,
-        min_gap=MIN_GAP,
-        metric_threshold=METRIC_THRESHOLD,
-        motion_threshold=MOTION_THRESHOLD,
-        val_fraction=VAL_FRACTION,
-        learning_rate=LEARNING_RATE,
-        beta=BETA,
-        max_steps=MAX_STEPS,
-        warmup_steps=WARMUP_STEPS,
-        batch_size=BATCH_SIZE,
-        grad_accum=GRAD_ACCUM,
-        max_grad_norm=MAX_GRAD_NORM,
-        checkpoint_every=CHECKPOINT_EVERY,
-        lora_rank=LORA_RANK,
-        lora_alpha=LORA_ALPHA,
-    )
+    defaults = script_defaults(globals())
     return run_train_cli(argv, defaults, description=__doc__.split("\n\n")[0])
 
 
