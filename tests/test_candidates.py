@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -20,6 +19,7 @@ from generate.candidates import (
     shard_range,
 )
 from utils.io_utils import JSONInputError
+from utils.scripts import load_script, model_script
 from utils.video_utils import get_video_info
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,11 +28,7 @@ FAST = ["--num_inference_steps", "2"]
 
 def _script(folder: str):
     """Load train_dpo/<folder>/01_generate.py as a module (its folder name is not importable)."""
-    path = REPO / "train_dpo" / folder / "01_generate.py"
-    spec = importlib.util.spec_from_file_location(f"gen_{folder.replace('.', '_').replace('-', '_')}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(model_script(folder, "01_generate"))
 
 
 def _captions(tmp_path, n=3, bad=True) -> Path:
