@@ -195,3 +195,24 @@ def test_encode_i2v_condition_equals_pipeline_prepare_latents(tiny_models, video
         pipe, str(video_set / "first.png"), 9, 64, 96, torch.Generator().manual_seed(7), patch_size_t=2
     )
     assert mine15.shape == (4, 4, 8, 12) and torch.equal(mine15, ref15[0])
+
+
+def test_i2v_condition_samples_with_a_cpu_generator_on_any_device(monkeypatch):
+    """Candidates are generated with a CPU generator (generate.common.generate_video); on CUDA the
+    encoder must draw the image-latent sample from a CPU generator too, or the condition differs."""
+    from types import SimpleNamespace
+
+    import train_dpo.encode as enc
+
+    seen = {}
+    monkeypatch.setattr(enc, "encode_prompt_embeds", lambda pipe, prompt, n: torch.zeros(226, 8))
+
+    def fake_prepare(pipe, image, num_frames, height, width, generator):
+        seen["gen"] = generator
+        return torch.zeros(3, 4, 8, 12)
+
+    monkeypatch.setattr(enc, "prepare_image_latents", fake_prepare)
+    pipe = SimpleNamespace(vae=SimpleNamespace(device=torch.device("cuda", 0)))
+    out = enc.encode_group_condition(pipe, "a cat", image="first.png", seed=7)
+    assert set(out) == {"prompt_embeds", "image_latents"}
+    assert seen["gen"].device.type == "cpu" and seen["gen"].initial_seed() == 7

@@ -119,6 +119,18 @@ def test_step0_loss_is_ln2_and_base_weights_exist_once(tiny_models, name):
     assert any(p.grad.abs().sum() > 0 for p in lora)
 
 
+def test_rotary_cache_filled_in_inference_mode_does_not_break_training(tiny_models):
+    """Validation runs under torch.inference_mode; RoPE tensors cached there must not reach training."""
+    name = "cogvideox-t2v"
+    transformer, scheduler, sf = load_base_components(tiny_models[name])
+    module = VideoDPOModule(transformer, scheduler, _small_cfg(gradient_checkpointing=True), sf)
+    with torch.inference_mode():
+        module.dpo_step(_batch(name), torch.Generator().manual_seed(1))
+    out = module.dpo_step(_batch(name), torch.Generator().manual_seed(1))
+    out.loss.backward()
+    assert all(p.grad is not None for p in module.trainable_parameters())
+
+
 def test_pad_latent_frames_prepends_first_frame():
     x = torch.arange(5.0).view(1, 5, 1, 1, 1).expand(2, 5, 3, 2, 2)
     y = pad_latent_frames(x, 2)
@@ -287,8 +299,19 @@ def test_resume_continues_steps_and_optimizer_state(tiny_models, tmp_path):
         val_fraction=0.2,
         warmup_steps=2,
     )
-    res = train(_small_cfg(max_steps=4, **common))
+    first = {}
+
+    class SeedProbe(__import__("pytorch_lightning").Callback):
+        def __init__(self, store):
+            self.store = store
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.store.setdefault("gen_seed", pl_module._train_gen.initial_seed())
+
+    res = train(_small_cfg(max_steps=4, **common), callbacks=[SeedProbe(first)])
     assert res.trainer.global_step == 4 and res.last_ckpt.is_file()
+    adapter4 = tmp_path / "out" / "checkpoint-4" / "adapter_model.safetensors"
+    adapter4_mtime = adapter4.stat().st_mtime_ns
     ckpt = torch.load(res.last_ckpt, map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 4
     assert ckpt["state_dict"] and all(".lora_" in k for k in ckpt["state_dict"])  # no frozen base weights
@@ -307,8 +330,12 @@ def test_resume_continues_steps_and_optimizer_state(tiny_models, tmp_path):
             seen["lr_epoch"] = trainer.lr_scheduler_configs[0].scheduler.last_epoch
             seen["lora"] = {k: v.clone() for k, v in pl_module.state_dict().items() if ".lora_" in k}
 
-    res2 = train(_small_cfg(max_steps=6, resume="auto", **common), callbacks=[Probe()])
+    res2 = train(_small_cfg(max_steps=6, resume="auto", **common), callbacks=[Probe(), SeedProbe(seen)])
     assert seen["step"] == 4 and seen["lr_epoch"] == 4
+    # the resumed run draws new noise/timesteps (seeded with the restored step), not those of step 0
+    assert seen["gen_seed"] != first["gen_seed"]
+    # step 4 was saved before the resume; it is not saved again after the first micro-batch
+    assert adapter4.stat().st_mtime_ns == adapter4_mtime
     for got, want in zip(seen["exp_avg"], [saved_opt[i]["exp_avg"] for i in range(n_lora)], strict=True):
         assert torch.equal(got, want)
     assert all(torch.equal(seen["lora"][k], v) for k, v in ckpt["state_dict"].items())
@@ -418,3 +445,5 @@ def test_script_defaults_are_the_released_settings():
     )
     assert cfg.metric_threshold is None and cfg.devices == [0, 1] and "wandb" in cfg.loggers
     assert cfg.max_grad_norm == 1.0 and cfg.lora_targets == ("to_q", "to_k", "to_v", "to_out.0")
+    # the released training uses torch.optim.AdamW's defaults
+    assert (cfg.adam_beta1, cfg.adam_beta2, cfg.adam_weight_decay, cfg.adam_epsilon) == (0.9, 0.999, 0.01, 1e-8)

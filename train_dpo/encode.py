@@ -320,11 +320,13 @@ def encode_group_condition(
     max_sequence_length: int = 226,
 ) -> dict[str, torch.Tensor]:
     """``{"prompt_embeds": [226, D]}`` plus ``"image_latents"`` (see :func:`prepare_image_latents`)
-    when ``image`` is given. The image sample uses ``torch.Generator(device).manual_seed(seed)``, so
-    the latents equal those of ``pipe(image=..., generator=torch.Generator().manual_seed(seed))``."""
+    when ``image`` is given. The image sample uses a CPU ``torch.Generator().manual_seed(seed)`` on
+    every device (a CUDA generator draws other numbers), so the latents equal those of
+    ``pipe(image=..., generator=torch.Generator().manual_seed(seed))``, the CPU generator that
+    ``generate.common.generate_video`` (candidate generation, inference) passes."""
     out = {"prompt_embeds": encode_prompt_embeds(pipe, prompt, max_sequence_length)}
     if image is not None:
-        gen = torch.Generator(device=pipe.vae.device).manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(int(seed))
         out["image_latents"] = prepare_image_latents(pipe, image, num_frames, height, width, gen)
     return out
 

@@ -120,9 +120,10 @@ class DPOTrainConfig:
     batch_size: int = 1
     grad_accum: int = 2
     max_grad_norm: float = 1.0
+    # AdamW as in the released VideoGPA training (torch.optim.AdamW defaults)
     adam_beta1: float = 0.9
-    adam_beta2: float = 0.95
-    adam_weight_decay: float = 1e-4
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 0.01
     adam_epsilon: float = 1e-8
     # LoRA (released adapters: r 64, alpha 128, dropout 0, to_q/to_k/to_v/to_out.0)
     lora_rank: int = 64
@@ -288,7 +289,7 @@ def build_transformer_inputs(
         prompt_embeds: ``[B, 226, D]``.
         image_latents: ``[B, F, C, H, W]`` for I2V models (``in_channels == 2 * C``), else None.
         vae_scale_factor_spatial: 8 for every CogVideoX VAE.
-        rotary_cache: optional dict reused across calls (key: size, frames, device).
+        rotary_cache: optional dict reused across calls (key: size, frames, device, inference mode).
 
     Returns:
         ``{"hidden_states", "encoder_hidden_states", "timestep", "image_rotary_emb"}`` plus ``"ofs"``
@@ -324,7 +325,8 @@ def build_transformer_inputs(
     }
     rotary = None
     if _cfg_get(transformer_config, "use_rotary_positional_embeddings"):
-        key = (h, w, f, str(noisy_latents.device))
+        # inference-mode tensors (validation) must not be reused by training: autograd refuses them
+        key = (h, w, f, str(noisy_latents.device), torch.is_inference_mode_enabled())
         if rotary_cache is not None and key in rotary_cache:
             rotary = rotary_cache[key]
         else:
@@ -464,13 +466,15 @@ class VideoDPOModule(pl.LightningModule):
         )  # fmt: skip
 
     # ---- Lightning hooks ----------------------------------------------------------------------
-    def on_fit_start(self) -> None:
+    def on_train_start(self) -> None:
+        # on_train_start, not on_fit_start: Lightning restores global_step from a resumed checkpoint
+        # between the two, and a resumed run must not replay the noise/timesteps of step 0
         seed = int(self.cfg.seed) * 1_000_003 + 7919 * int(self.global_rank) + int(self.global_step)
         self._train_gen = torch.Generator().manual_seed(seed)
 
     def training_step(self, batch, batch_idx):
         if self._train_gen is None:
-            self.on_fit_start()
+            self.on_train_start()
         out = self.dpo_step(batch, self._train_gen)
         bsz = batch["latents_w"].shape[0]
         metrics = {f"train/{k}": v for k, v in out.metrics().items()}
@@ -593,6 +597,11 @@ class DPOCheckpointCallback(pl.Callback):
             save_lora_adapter(pl_module.transformer, self.output_dir / folder)
             logger.info("saved LoRA adapter %s", self.output_dir / folder)
         self._save_lightning(trainer)
+        self._last_saved = trainer.global_step
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # a resumed run starts at a step that was saved already; saving it again (after the first
+        # micro-batch of an accumulation) would overwrite last.ckpt with a mid-accumulation state
         self._last_saved = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
