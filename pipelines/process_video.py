@@ -152,8 +152,8 @@ class VGGTPredictor:
             or a single ``.safetensors``/``.pt`` file (then give ``config``).
         device: default CUDA if available, else CPU.
         dtype: parameter dtype (default float32). On CUDA the aggregator runs under bfloat16
-            autocast (float16 where bf16 is unsupported) and the heads in float32, as in the VGGT
-            reference; on CPU everything runs in float32 (``autocast=False``).
+            autocast (float16 on GPUs older than Ampere, compute capability < 8) and the heads in
+            float32, as in the VGGT reference; on CPU everything runs in float32 (``autocast=False``).
         config: VGGT config (dict or JSON path) for single-file sources.
         autocast: override the automatic choice (True: bf16/fp16 autocast on CUDA; False: none).
         drop_point_head: when the model is loaded here, delete its point head (unused; saves time).
@@ -188,7 +188,10 @@ class VGGTPredictor:
             autocast = self.device.type == "cuda"
         self.autocast_dtype: torch.dtype | None = None
         if autocast and self.device.type == "cuda":
-            self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            # as the reference: native bf16 from Ampere (sm_80) on, of *this* device; is_bf16_supported()
+            # asks the current device and also says True for emulated bf16 (slow, no flash attention)
+            major = torch.cuda.get_device_capability(self.device)[0]
+            self.autocast_dtype = torch.bfloat16 if major >= 8 else torch.float16
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> GeometryPrediction:

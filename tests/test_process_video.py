@@ -265,6 +265,25 @@ def test_save_visuals(small_lpips, tmp_path):
 # ---- tiny VGGT on real videos (done-when 3) ----------------------------------------------------------
 
 
+def test_vggt_predictor_autocast_dtype_follows_device_capability(monkeypatch):
+    """bf16 autocast only on GPUs with native bf16 (sm_80+) -- of the predictor's own device; older
+    GPUs (V100, T4: emulated bf16, no flash attention) get fp16, as in the VGGT reference."""
+
+    class OnAnyDevice(torch.nn.Module):  # a model that "moves" to CUDA on a CPU-only machine
+        def to(self, *args, **kwargs):
+            return self
+
+    caps = {0: (7, 0), 1: (9, 0)}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulated counts
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability",
+                        lambda device=None: caps[0 if device is None else torch.device(device).index])
+    assert VGGTPredictor(OnAnyDevice(), device="cuda:0").autocast_dtype == torch.float16
+    assert VGGTPredictor(OnAnyDevice(), device="cuda:1").autocast_dtype == torch.bfloat16
+    assert VGGTPredictor(OnAnyDevice(), device="cuda:1", autocast=False).autocast_dtype is None
+    assert VGGTPredictor(OnAnyDevice(), device="cpu").autocast_dtype is None
+
+
 def test_tiny_vggt_scores_real_videos_finite_and_reproducible(small_lpips):
     pred = VGGTPredictor(str(VGGT_WEIGHTS), device="cpu", config=str(VGGT_CONFIG))
     assert pred.autocast_dtype is None  # fp32 on CPU

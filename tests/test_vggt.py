@@ -234,6 +234,48 @@ def test_load_vggt_missing_path(tmp_path):
         load_vggt(empty)
 
 
+def test_load_vggt_hub_file_fallbacks(tmp_path, monkeypatch, golden):
+    """Hub ids: an optional file (config.json, model.safetensors) that is missing -- on the Hub or,
+    offline, in the cache -- is skipped, so a cache holding only model.pt still loads."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    from vggt.hub import _resolve
+
+    pt = tmp_path / "model.pt"
+    torch.save(load_file(str(WEIGHTS)), pt)
+    calls = []
+
+    def offline_only_pt(repo_id, filename, **kwargs):
+        calls.append(filename)
+        if filename == "model.pt":
+            return str(pt)
+        raise LocalEntryNotFoundError(f"{filename} not in cache")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline_only_pt)
+    model = load_vggt("facebook/VGGT-1B", config=CONFIG)
+    assert calls == ["config.json", "model.safetensors", "model.pt"]
+    with torch.no_grad():
+        depth = model(golden["s2_56x56.images"])["depth"]
+    torch.testing.assert_close(depth, golden["s2_56x56.depth"], **TOL)
+
+    def online_no_config(repo_id, filename, **kwargs):
+        if filename == "model.safetensors":
+            return str(WEIGHTS)
+        raise EntryNotFoundError(f"{filename} not in repo")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", online_no_config)
+    weights, cfg, where = _resolve("facebook/VGGT-1B", None)
+    assert weights == WEIGHTS and cfg == {} and where == "hf://facebook/VGGT-1B"  # VGGT-1B defaults
+
+    def offline_nothing(repo_id, filename, **kwargs):
+        raise LocalEntryNotFoundError(f"{filename} not in cache")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline_nothing)
+    with pytest.raises(FileNotFoundError, match="model.pt"):
+        load_vggt("facebook/VGGT-1B")
+
+
 def test_write_tiny_vggt_deterministic_and_loadable(tmp_path):
     a = write_tiny_vggt(tmp_path / "a", seed=0, img_size=112)
     b = write_tiny_vggt(tmp_path / "b", seed=0, img_size=112)

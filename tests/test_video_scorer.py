@@ -237,6 +237,27 @@ def test_shards_merge_equals_single_run(workdir, capsys):
     assert "not found" in capsys.readouterr().err
 
 
+def test_shards_resume_and_merge_groups_without_group_id(workdir, capsys):
+    """Groups without ``group_id`` are matched by content, not position: a shard's output holds a
+    subset of the groups, so positions differ from the input's (resume and merge lost them)."""
+    d = workdir["dir"]
+    groups = [{k: v for k, v in g.items() if k != "group_id"} for g in _good_groups(3)]
+    inp = _write(d / "noid_in.json", {"groups": groups})
+    out = d / "noid_merged.json"
+    for i in range(2):
+        assert video_scorer.main(_args(workdir, inp, out, "--num_shards", "2", "--shard_index", str(i))) == 0
+    capsys.readouterr()
+    assert video_scorer.main(_args(workdir, inp, out, "--num_shards", "2", "--shard_index", "1")) == 0
+    assert "scored 0, skipped 2, failed 0" in capsys.readouterr().out  # shard 1 = group #1 only
+    shards = [video_scorer.shard_output_path(out, i, 2) for i in range(2)]
+    counts = video_scorer.merge_shards(inp, shards, out)
+    assert counts == {"videos": 6, "scored": 6, "failed": 0, "missing": 0}
+    s0, s1 = (json.loads(p.read_text())["groups"] for p in shards)
+    merged = json.loads(out.read_text())["groups"]
+    assert [g["prompt"] for g in merged] == [g["prompt"] for g in (s0[0], s1[0], s0[1])]
+    assert _scores(merged) == _scores([s0[0], s1[0], s0[1]])
+
+
 def test_one_worker_per_device_spawn(workdir):
     d = workdir["dir"]
     inp = _write(d / "mp_in.json", {"groups": _good_groups(2)})

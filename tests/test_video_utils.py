@@ -85,6 +85,32 @@ def test_sample_uniform_frames_matches_full_decode():
     np.testing.assert_array_equal(sample_uniform_frames(CARPHONE, 10, 56), frames)
 
 
+def test_reads_the_stream_it_counts(tmp_path):
+    """Frames come from the first video stream, the one whose frames are counted; ffmpeg's default
+    pick (the largest stream) gave frames of another stream sampled with this stream's count."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    small = np.zeros((5, 32, 32, 3), np.uint8)
+    small[..., 0] = 200  # red
+    large = np.zeros((12, 64, 64, 3), np.uint8)
+    large[..., 2] = 200  # blue
+    write_video(tmp_path / "a.mp4", small, fps=8)
+    write_video(tmp_path / "b.mp4", large, fps=8)
+    both = tmp_path / "two_streams.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "a.mp4"),
+                    "-i", str(tmp_path / "b.mp4"), "-map", "0:v", "-map", "1:v", "-c", "copy", str(both)],
+                   check=True, capture_output=True)  # fmt: skip
+    assert count_frames(both) == 5
+    info = get_video_info(both)
+    assert (info.width, info.height) == (32, 32)
+    frames = load_frames(both, 5)
+    assert frames.shape == (5, 32, 32, 3)
+    assert frames[..., 0].mean() > 150 and frames[..., 2].mean() < 50
+    assert read_video_frames(both).shape == (5, 32, 32, 3)
+
+
 def test_load_frames_target_aspect():
     f = load_frames(BIKES, 3, 48, 72)
     assert f.shape == (3, 48, 72, 3)

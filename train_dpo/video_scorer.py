@@ -47,6 +47,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Iterable  # noqa: E402
@@ -190,11 +191,18 @@ def load_groups(path: str | os.PathLike) -> tuple[Any, list]:
 
 
 def _video_keys(groups: list) -> list[list[tuple]]:
-    """Stable identity of every video: (group id, video path, occurrence) -- order-independent."""
+    """Stable identity of every video: (group id, video path, occurrence) -- order-independent.
+
+    A group without ``group_id`` is identified by its other (non-``videos``) fields, not by its
+    position: a shard's output holds a subset of the groups, so positions differ from the input's.
+    """
     seen: dict[tuple, int] = {}
     out = []
-    for gi, g in enumerate(groups):
-        gid = str(g["group_id"]) if "group_id" in g else f"#group{gi}"
+    for g in groups:
+        if "group_id" in g:
+            gid = str(g["group_id"])
+        else:
+            gid = "#" + json.dumps({k: v for k, v in g.items() if k != "videos"}, sort_keys=True, default=str)
         keys = []
         for vi, v in enumerate(g["videos"]):
             vp = v.get("video_path")

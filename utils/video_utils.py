@@ -164,7 +164,10 @@ def _iter_frames(path: str) -> tuple[dict, Iterator[np.ndarray]]:
     """Open ``path`` with imageio-ffmpeg; return (meta, iterator over uint8 [H, W, 3] frames)."""
     import imageio_ffmpeg
 
-    gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24", output_params=["-fps_mode", "passthrough"])
+    # -map 0:v:0: the stream _probe_decode counts (ffmpeg's default pick is the largest video stream)
+    gen = imageio_ffmpeg.read_frames(
+        path, pix_fmt="rgb24", output_params=["-map", "0:v:0", "-fps_mode", "passthrough"]
+    )
     try:
         meta = next(gen)
     except StopIteration as e:  # pragma: no cover - imageio-ffmpeg always yields meta first

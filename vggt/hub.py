@@ -81,6 +81,8 @@ def _resolve(source: str, config) -> Tuple[Path, dict, str]:
         try:
             return hf_hub_download(str(source), filename)
         except LocalEntryNotFoundError as e:  # offline and not cached (subclass of EntryNotFound)
+            if optional:  # e.g. only model.pt is cached: try the next file instead of failing
+                return None
             raise FileNotFoundError(f"VGGT source {source!r} is not a local path and {filename} could "
                                     "not be fetched from the Hub (offline and not cached?)") from e
         except (RepositoryNotFoundError, HFValidationError) as e:
