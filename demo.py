@@ -51,7 +51,12 @@ NUM_SEEDS = 3
 TRAIN_STEPS = 20
 PRESET = "tiny"
 # Relaxed pair rules for random tiny models (released values: min_gap 0.05, threshold 0.8, motion 0.001).
-TINY_PAIR_RULES = ["--min_gap", "0", "--metric_threshold", "none", "--motion_threshold", "none"]
+TINY_PAIR_RULES = {"min_gap": 0.0, "metric_threshold": None, "motion_threshold": None}
+
+
+def _rules_as_args(rules: dict) -> list[str]:
+    """``{"min_gap": 0.0, "metric_threshold": None}`` -> ``["--min_gap", "0.0", "--metric_threshold", "none"]``."""
+    return [a for k, v in rules.items() for a in (f"--{k}", "none" if v is None else str(v))]
 
 
 @dataclass
@@ -79,7 +84,7 @@ def _tiny_loops(args) -> tuple[list[Loop], dict]:
              "--lpips_vgg_weights", str(vgg), "--lpips_lin_weights", str(lin), "--devices", "cpu"]
     train = ["--lora_rank", "8", "--lora_alpha", "16", "--learning_rate", "1e-3", "--warmup_steps", "0",
              "--batch_size", "1", "--grad_accum", "1", "--val_fraction", "0", "--log_every", "1", "--checkpoint_every",
-             str(max(1, args.steps // 2)), "--no_progress_bar"] + TINY_PAIR_RULES
+             str(max(1, args.steps // 2)), "--no_progress_bar"] + _rules_as_args(TINY_PAIR_RULES)
 
     def loop(mode, model_dir, name):
         from generate.common import read_model_defaults
@@ -258,8 +263,7 @@ def main(argv=None) -> int:
 
     with stages.stage("report"):
         groups, pairs, pair_stats, diffs = [], [], {}, {}
-        rules = PairSelectionConfig(min_gap=0.0, metric_threshold=None, motion_threshold=None) \
-            if args.preset == "tiny" else PairSelectionConfig()
+        rules = PairSelectionConfig(**(TINY_PAIR_RULES if args.preset == "tiny" else {}))
         for mode, res in results.items():
             data = read_json(res["encoded_json"])
             for g in data["groups"]:
