@@ -178,10 +178,18 @@ class DinoVisionTransformer(nn.Module):
         if len(taken) != len(wanted):
             raise ValueError(f"out_layers {sorted(wanted)} outside the {len(self.blocks)} blocks")
 
-        C = self.embed_dim
         camera_features = [t[:, :, 0] for t in taken]
-        if self.cat_token:
-            features = [torch.cat([t[..., :C], self.norm(t[..., C:])], dim=-1) for t in taken]
+        return [self.readout(t) for t in taken], camera_features, ref_idx
+
+    def readout(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Read-out tokens ``[B, S, 1+N, 2C]`` (``cat_token``) or ``[B, S, 1+N, C]`` -> patch
+        features ``[B, S, N, 2C]`` = ``cat(tokens[..., :C], norm(tokens[..., C:]))`` (the final
+        LayerNorm on the second half only; or ``norm(tokens)`` when C wide), token 0 dropped."""
+        C = self.embed_dim
+        if tokens.shape[-1] == 2 * C:
+            tokens = torch.cat([tokens[..., :C], self.norm(tokens[..., C:])], dim=-1)
+        elif tokens.shape[-1] == C:
+            tokens = self.norm(tokens)
         else:
-            features = [self.norm(t) for t in taken]
-        return [f[:, :, 1:] for f in features], camera_features, ref_idx
+            raise ValueError(f"read-out tokens are {tokens.shape[-1]} wide, expected {C} or {2 * C}")
+        return tokens[:, :, 1:]
