@@ -114,10 +114,10 @@ def test_wrong_detail_fails_golden(tiny_model, golden, monkeypatch, case, target
 
 
 def test_head_chunking_and_unbatched_input(tiny_model, golden):
-    x = golden["s10_28x42.images_normalized"]
+    x = golden["s3_56x70.images_normalized"]
     with torch.no_grad():
         whole = tiny_model(x, frames_chunk_size=None)
-        chunked = tiny_model(x[0], frames_chunk_size=3)
+        chunked = tiny_model(x[0], frames_chunk_size=2)
     for key in ("depth", "ray"):
         torch.testing.assert_close(chunked[key], whole[key], rtol=1e-5, atol=1e-5)
 
@@ -166,11 +166,11 @@ def test_load_da3_folder_prefixless_and_dropped_aliases(tmp_path, golden):
     (folder / "config.json").write_text(json.dumps(CONFIG))
     bare = tmp_path / "bare.safetensors"
     save_file({k[len("model."):]: v for k, v in state.items()}, str(bare))
-    x = golden["s3_56x70.images_normalized"]
+    x = golden["s2_42x42.images_normalized"]
     for model in (load_da3(folder), load_da3(bare, config=str(FIX / "da3_tiny_config.json"))):
         assert not any(p.requires_grad for p in model.parameters()) and not model.training
         with torch.no_grad():
-            torch.testing.assert_close(model(x)["depth"], golden["s3_56x70.depth"], **TOL)
+            torch.testing.assert_close(model(x)["depth"], golden["s2_42x42.depth"], **TOL)
 
     bad = dict(state)
     bad["model.head.scratch.output_conv2_aux.2.2.bias"] = bad["model.head.scratch.output_conv2_aux.2.2.bias"] + 1
@@ -189,7 +189,7 @@ def test_tiny_builder_roundtrip(tmp_path):
     folder = write_tiny_da3(tmp_path / "tiny", seed=3)
     model = load_da3(folder)
     ref = build_tiny_da3(seed=3)
-    x = torch.randn(1, 3, 3, 28, 42, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(1, 2, 3, 28, 28, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         a, b = model(x), ref(x)
     assert torch.equal(a["depth"], b["depth"]) and torch.isfinite(a["intrinsics"]).all()
@@ -280,21 +280,19 @@ def test_predictor_on_real_video_is_deterministic(tiny_model):
     from pipelines.process_video import VideoProcessor, frames_to_tensor
     from utils.video_utils import sample_uniform_frames
 
-    frames = resize_frames(sample_uniform_frames(VIDEO, 4, size=126), process_res=112)  # area 126->112
-    assert frames.shape == (4, 112, 112, 3)
+    frames = resize_frames(sample_uniform_frames(VIDEO, 3, size=98), process_res=84)  # area 98 -> 84
+    assert frames.shape == (3, 84, 84, 3)
     predictor = DA3Predictor(tiny_model, device="cpu")
     images = frames_to_tensor(frames)
     first, second = predictor.predict(images), predictor.predict(images)
     for name in ("depth", "depth_conf", "extrinsic", "intrinsic"):
         assert torch.equal(getattr(first, name), getattr(second, name)), name
-    assert first.depth.shape == (4, 112, 112) and (first.depth > 0).all() and (first.depth_conf > 1).all()
-    torch.testing.assert_close(first.intrinsic[:, :2, 2], torch.full((4, 2), 56.0))
+    assert first.depth.shape == (3, 84, 84) and (first.depth > 0).all() and (first.depth_conf > 1).all()
+    torch.testing.assert_close(first.intrinsic[:, :2, 2], torch.full((3, 2), 42.0))
     R = first.extrinsic[:, :, :3]
-    torch.testing.assert_close(R @ R.transpose(1, 2), torch.eye(3).expand(4, 3, 3), rtol=0, atol=1e-5)
+    torch.testing.assert_close(R @ R.transpose(1, 2), torch.eye(3).expand(3, 3, 3), rtol=0, atol=1e-5)
 
-    proc = VideoProcessor(predictor, lpips=None)
-    a, b = proc.score_frames(frames), proc.score_frames(frames)
-    assert a["consistency_score"] == b["consistency_score"] and np.isfinite(a["consistency_score"])
-    assert a["num_points"] == 4 * 112 * 112
+    result = VideoProcessor(predictor, lpips=None).score_frames(frames)  # the scorer core runs on it
+    assert np.isfinite(result["consistency_score"]) and result["num_points"] == 3 * 84 * 84
     with pytest.raises(ValueError, match="multiples of 14"):
         predictor.predict(torch.rand(2, 3, 50, 56))
