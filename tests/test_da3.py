@@ -185,6 +185,48 @@ def test_load_da3_folder_prefixless_and_dropped_aliases(tmp_path, golden):
         load_da3(tmp_path / "nope.safetensors")
 
 
+def test_load_da3_from_hub_id(tmp_path, monkeypatch, golden):
+    """Hub ids download config.json (optional) and model.safetensors; a hub config that only
+    names a preset resolves to it; a repo without weights is a FileNotFoundError."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    from depth_anything_3.hub import _hub_config, _resolve
+
+    cfg_file = tmp_path / "config.json"
+    cfg_file.write_text(json.dumps(CONFIG))
+    calls = []
+
+    def serve(repo_id, filename, **kwargs):
+        calls.append((repo_id, filename))
+        return str({"config.json": cfg_file, "model.safetensors": WEIGHTS}[filename])
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", serve)
+    model = load_da3("depth-anything/DA3-TINY")
+    assert calls == [("depth-anything/DA3-TINY", "config.json"), ("depth-anything/DA3-TINY", "model.safetensors")]
+    with torch.no_grad():
+        torch.testing.assert_close(model(golden["s2_42x42.images_normalized"])["depth"],
+                                   golden["s2_42x42.depth"], **TOL)
+
+    def no_config(repo_id, filename, **kwargs):
+        if filename == "model.safetensors":
+            return str(WEIGHTS)
+        raise EntryNotFoundError(f"{filename} not in repo")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_config)
+    weights, cfg, where = _resolve("depth-anything/DA3-LARGE", None)
+    assert weights == WEIGHTS and cfg == {} and where == "hf://depth-anything/DA3-LARGE"
+    assert _hub_config(cfg, where) == {"model_name": "da3-large"}
+    assert _hub_config({"model_name": "DA3-BASE"}, where) == {"model_name": "DA3-BASE"}
+
+    def offline_nothing(repo_id, filename, **kwargs):
+        raise LocalEntryNotFoundError(f"{filename} not in cache")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline_nothing)
+    with pytest.raises(FileNotFoundError, match="model.pt"):
+        load_da3("depth-anything/DA3-LARGE")
+
+
 def test_tiny_builder_roundtrip(tmp_path):
     folder = write_tiny_da3(tmp_path / "tiny", seed=3)
     model = load_da3(folder)
