@@ -122,6 +122,15 @@ def test_head_chunking_and_unbatched_input(tiny_model, golden):
         torch.testing.assert_close(chunked[key], whole[key], rtol=1e-5, atol=1e-5)
 
 
+def test_bf16_autocast_backbone_keeps_head_fp32(tiny_model, golden):
+    with torch.no_grad():
+        out = tiny_model(golden["s3_56x70.images_normalized"], autocast_dtype=torch.bfloat16)
+    for key in HEAD_KEYS:
+        ref = golden[f"s3_56x70.{key}"]
+        assert out[key].dtype == torch.float32, key
+        assert float((out[key] - ref).abs().max()) < 0.05 * float(ref.abs().max()), key
+
+
 def test_rejects_bad_inputs(tiny_model, golden):
     with pytest.raises(ValueError, match="multiple of 14"):
         tiny_model(torch.rand(1, 2, 3, 50, 56))

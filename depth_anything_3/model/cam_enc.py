@@ -47,4 +47,5 @@ class CameraEnc(nn.Module):
         """
         c2w = invert_rigid(extrinsics.float())
         enc = extri_intri_to_pose_encoding(c2w, intrinsics.float(), image_size_hw)
+        enc = enc.to(self.token_norm.weight.dtype)
         return self.trunk_norm(self.trunk(self.token_norm(self.pose_branch(enc))))
