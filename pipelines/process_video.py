@@ -275,7 +275,13 @@ class OraclePredictor:
     has_point_map = True
 
     def __init__(
-        self, depth, extrinsic, intrinsic, depth_conf=None, world_points=None, device: str | torch.device = "cpu"
+        self,
+        depth,
+        extrinsic,
+        intrinsic,
+        depth_conf=None,
+        world_points=None,
+        device: str | torch.device = "cpu",
     ):
         from vggt.utils.geometry import unproject_depth_map_to_point_map
 
@@ -293,7 +299,8 @@ class OraclePredictor:
         if world_points is None:  # from float32 inputs, as build_point_cloud unprojects in "depth" mode
             d32 = d.to(torch.float32)
             ok = torch.isfinite(d32) & (d32 > 0)
-            w = unproject_depth_map_to_point_map(torch.where(ok, d32, torch.ones_like(d32)), e.float(), k.float())
+            d32 = torch.where(ok, d32, torch.ones_like(d32))
+            w = unproject_depth_map_to_point_map(d32, e.float(), k.float())
             w = w.masked_fill(~ok[..., None], float("nan"))
         else:
             w = tensor(world_points)

@@ -235,7 +235,8 @@ def test_known_geometry_consistent_lowest_in_both_modes(small_lpips):
         for name in table["depth"][seed]:
             assert table["point_head"][seed][name] == pytest.approx(table["depth"][seed][name], rel=1e-5)
             if name == "consistent":
-                assert table["point_head, disagreeing point map"][seed][name] > 1.3 * table["depth"][seed][name]
+                disagreeing = table["point_head, disagreeing point map"][seed][name]
+                assert disagreeing > 1.3 * table["depth"][seed][name]
     print("\nknown geometry, consistency_score (consistent / warp / flicker / texture_swap):")
     for label, rows in table.items():
         for seed, row in rows.items():
@@ -285,7 +286,8 @@ def test_holes_and_masking_modes(small_lpips):
     conf = np.random.default_rng(0).uniform(1, 2, r["depth"].shape)
     pred = OraclePredictor(r["depth"], r["extrinsic"], r["intrinsic"], depth_conf=conf)
     frames = r["frames"]
-    masked = VideoProcessor(pred, lpips=small_lpips, conf_thres=80, points_source="depth").score_frames(frames)
+    masked = VideoProcessor(pred, lpips=small_lpips, conf_thres=80, points_source="depth")
+    masked = masked.score_frames(frames)
     black = VideoProcessor(pred, lpips=small_lpips, conf_thres=80).score_frames(frames)  # point_head
     assert masked["num_points"] == black["num_points"] == math.ceil(4 * 32 * 32 * 0.2)
     assert 0 < masked["coverage"] < 1 and masked["coverage"] == black["coverage"]
@@ -298,7 +300,8 @@ def test_holes_and_masking_modes(small_lpips):
     # released mode by hand: every pixel, holes black
     points, colors, _ = build_point_cloud(frames_to_tensor(frames), pred.prediction, 80)
     rep = reproject_points(points, colors, pred.prediction.extrinsic, pred.prediction.intrinsic, 32, 32)
-    assert black["mse"] == pytest.approx(float(((rep["image"] - frames_to_tensor(frames)) ** 2).mean()), rel=1e-6)
+    by_hand = float(((rep["image"] - frames_to_tensor(frames)) ** 2).mean())
+    assert black["mse"] == pytest.approx(by_hand, rel=1e-6)
     nolp = VideoProcessor(pred, lpips=None, conf_thres=80, points_source="depth").score_frames(frames)
     assert nolp["lpips"] is None and nolp["consistency_score"] == nolp["mse"] == masked["mse"]
 
@@ -367,7 +370,8 @@ def test_tiny_vggt_scores_real_videos_finite_and_reproducible(small_lpips):
     assert pred.autocast_dtype is None and pred.has_point_map  # fp32 on CPU, point head kept
     # the fixture's random point head collapses to one point off-screen: score the depth head here
     proc = VideoProcessor(pred, lpips=small_lpips, num_frames=10, image_size=112, points_source="depth")
-    keys = ("consistency_score", "mse", "lpips", "motion_norm", "motion_norm_released", "coverage", "num_points")
+    keys = ("consistency_score", "mse", "lpips", "motion_norm", "motion_norm_released", "coverage",
+            "num_points")  # fmt: skip
     for video in VIDEOS:
         a = proc.score_video(video)
         b = proc.score_video(video)
@@ -394,14 +398,16 @@ def test_tiny_vggt_point_head_mode_uses_the_point_map(small_lpips):
     assert proc.points_source == "point_head" and proc.mask_uncovered is False
     head = proc.score_frames(frames, return_visuals=True)
     assert proc.score_frames(frames)["consistency_score"] == head["consistency_score"]  # reproducible
-    depth = VideoProcessor(pred, lpips=small_lpips, points_source="depth").score_frames(frames, return_visuals=True)
+    depth = VideoProcessor(pred, lpips=small_lpips, points_source="depth")
+    depth = depth.score_frames(frames, return_visuals=True)
     with torch.no_grad():
         out = pred.model(frames_to_tensor(frames))
     world = out["world_points"][0].reshape(-1, 3).numpy()
     np.testing.assert_array_equal(head["visuals"]["points"], world)
     assert not np.allclose(depth["visuals"]["points"], world, atol=1e-3)
     assert 0 < head["coverage"] < depth["coverage"] == 1.0
-    assert math.isfinite(head["consistency_score"]) and head["consistency_score"] != depth["consistency_score"]
+    assert math.isfinite(head["consistency_score"])
+    assert head["consistency_score"] != depth["consistency_score"]
     # black holes count: the MSE is over every pixel of the reprojection, by hand
     rep = head["visuals"]["reprojected"].astype(np.float64) / 255
     assert head["mse"] == pytest.approx(((rep - frames.astype(np.float64) / 255) ** 2).mean(), abs=2e-3)

@@ -12,8 +12,9 @@ Input JSON (``INPUT_JSON``; video paths relative to ``BASE_PATH``, absolute ones
 
 or a plain list of such groups. Output JSON (``OUTPUT_JSON``): the input with, per video,
 ``consistency_score`` (mse + lpips, lower = more 3-D consistent), ``motion_norm``,
-``motion_norm_released``, ``mse``, ``lpips`` (null with ``--no_lpips``), ``coverage``; or ``"error": "<message>"`` for a video that
-could not be scored (missing/corrupt file, too few frames, no ``video_path``...). Every other key
+``motion_norm_released``, ``mse``, ``lpips`` (null with ``--no_lpips``), ``coverage``; or
+``"error": "<message>"`` for a video that could not be scored (missing/corrupt file, too few
+frames, no ``video_path``...). Every other key
 is preserved; a top-level ``"consistency_scorer"`` object (dict inputs only) records the settings
 (including ``points_source``: ``POINTS_SOURCE = "point_head"`` is the released reward).
 
@@ -118,7 +119,7 @@ def build_argparser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--points_source", choices=("point_head", "depth"), default=POINTS_SOURCE,
-        help="point_head: released reward (point map, black holes); depth: depth unprojection, covered pixels",
+        help="point_head: the released reward (point map, black holes); depth: depth head, covered pixels",
     )  # fmt: skip
     p.add_argument("--vggt_model", default=VGGT_MODEL, help="hub id, folder or weights file")
     p.add_argument("--vggt_config", default=VGGT_CONFIG, help="VGGT config JSON for a single weights file")
