@@ -18,8 +18,10 @@ Stages (each one is the per-model script of its step, called with the arguments 
 
 The tiny preset runs on random tiny models (``utils/tiny_models.py``), random LPIPS weights and a
 tiny random VGGT, so its numbers exercise the code but mean nothing; its pair-selection thresholds
-are relaxed (``TINY_PAIR_RULES``) so that random scores still give pairs. The real presets use the
-hub checkpoints, the published LPIPS weights and the released training settings.
+are relaxed (``TINY_PAIR_RULES``) so that random scores still give pairs, and it scores with the
+depth head (``--points_source depth``: the random point head lands off-screen). The real presets use
+the hub checkpoints, the published LPIPS weights, the released reward (VGGT point head) and the
+released training settings.
 """
 
 from __future__ import annotations
@@ -80,10 +82,12 @@ def _tiny_loops(args) -> tuple[list[Loop], dict]:
     paths = ensure_tiny_models(args.tiny_root)
     vgg, lin = build_random_lpips_weights(Path(args.run_dir) / "lpips_random", seed=0, width=0.25)
     steps = ["--num_inference_steps", str(args.inference_steps)]
+    # the tiny random VGGT's point head collapses off-screen: score its depth head (real presets: point_head)
     score = ["--vggt_model", str(paths["vggt"]), "--num_frames", "8", "--image_size", "112",
-             "--lpips_vgg_weights", str(vgg), "--lpips_lin_weights", str(lin), "--devices", "cpu"]
+             "--lpips_vgg_weights", str(vgg), "--lpips_lin_weights", str(lin), "--devices", "cpu",
+             "--points_source", "depth"]
     train = ["--lora_rank", "8", "--lora_alpha", "16", "--learning_rate", "1e-3", "--warmup_steps", "0",
-             "--batch_size", "1", "--grad_accum", "1", "--val_fraction", "0", "--log_every", "1", "--checkpoint_every",
+             "--batch_size", "1", "--global_batch", "1", "--val_fraction", "0", "--log_every", "1", "--checkpoint_every",
              str(max(1, args.steps // 2)), "--no_progress_bar"] + _rules_as_args(TINY_PAIR_RULES)
 
     def loop(mode, model_dir, name):

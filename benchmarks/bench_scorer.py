@@ -3,7 +3,8 @@
 Stages (``VideoProcessor.score_video`` timings, median over ``--repeats`` runs after one warm-up):
   decode    -- ``sample_uniform_frames``: probe + decode + centre crop + resize (CPU, ffmpeg);
   vggt      -- the geometry predictor: VGGT forward + pose decoding;
-  geometry  -- depth unprojection, confidence filter, z-buffer reprojection into every frame;
+  geometry  -- point cloud (point map or depth unprojection), confidence filter, z-buffer
+               reprojection into every frame;
   metrics   -- MSE + LPIPS (VGG16) + motion norm + coverage.
 
 Configurations:
@@ -16,6 +17,7 @@ the tiny VGGT on CPU the forward is tiny, so that share is reported as measured 
 setting); the realistic setting is VGGT-1B on a GPU.
 
     python benchmarks/bench_scorer.py [--frames 10] [--size 518] [--repeats 3] [--video PATH] [--out PATH]
+        [--points_source point_head|depth]   # point_head (default, released reward) runs VGGT's point head too
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-cuda", action="store_true", help="skip the VGGT-1B CUDA rows")
     ap.add_argument("--lpips", default="off,vgg16-full", help="LPIPS settings to run: vgg16-full and/or off")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_scorer.json"))
+    ap.add_argument("--points_source", choices=("point_head", "depth"), default="point_head")
     args = ap.parse_args(argv)
     video = Path(args.video)
     rows = []
@@ -85,7 +88,8 @@ def main(argv=None) -> int:
         cpu_info = {"device": f"cpu ({torch.get_num_threads()} threads)", "vggt": "tiny (random)"}
         lp_rows = [(k, v) for k, v in (("off", None), ("vgg16-full", lp_full)) if k in args.lpips.split(",")]
         for lp_name, lp in lp_rows:
-            proc = VideoProcessor(tiny, lpips=lp, num_frames=args.frames, image_size=args.size)
+            proc = VideoProcessor(tiny, lpips=lp, num_frames=args.frames, image_size=args.size,
+                                  points_source=args.points_source)  # fmt: skip
             rows.append(
                 _run(f"cpu/tiny/lpips={lp_name}", proc, video, args.repeats, dict(cpu_info, lpips=lp_name))
             )
@@ -95,14 +99,15 @@ def main(argv=None) -> int:
 
             torch.manual_seed(0)
             with torch.device("cuda"):
-                model = VGGT(enable_point=False).eval()
+                model = VGGT(enable_point=args.points_source == "point_head").eval()
             big = VGGTPredictor(model, device="cuda")
             info = {
                 "device": torch.cuda.get_device_name(),
                 "vggt": f"VGGT-1B (random), {big.autocast_dtype} autocast",
             }
             for lp_name, lp in lp_rows:
-                proc = VideoProcessor(big, lpips=lp, num_frames=args.frames, image_size=args.size)
+                proc = VideoProcessor(big, lpips=lp, num_frames=args.frames, image_size=args.size,
+                                      points_source=args.points_source)  # fmt: skip
                 rows.append(
                     _run(
                         f"cuda/vggt-1b/lpips={lp_name}", proc, video, args.repeats, dict(info, lpips=lp_name)
@@ -129,6 +134,7 @@ def main(argv=None) -> int:
         "machine": platform.machine(),
         "cuda_available": torch.cuda.is_available(),
         "video": str(video.name),
+        "points_source": args.points_source,
         "loadavg_1_5_15": list(os.getloadavg()),  # the CPU may be shared: timings scale with load
     }
     out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")

@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from utils.io_utils import JSONInputError, read_json, slugify
-from utils.lora import LoraAdapterError, load_lora_adapter, validate_adapter_dir
+from utils.lora import LoraAdapterError, load_lora_adapter, read_adapter_config, validate_adapter_dir
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ __all__ = [
     "select_device",
     "select_dtype",
     "model_defaults",
+    "default_lora_scale",
     "read_model_defaults",
     "pipeline_defaults",
     "resolve_video_size",
@@ -70,6 +71,11 @@ OFFLOAD_MODES = ("none", "model", "sequential")
 # set (only CogVideoX1.5 has temporal patches) together with that placeholder.
 COGVIDEOX15_PLACEHOLDER_SAMPLE_SIZE = 300
 COGVIDEOX15_TRAINED_SIZE = (768, 1360)  # (height, width) in pixels
+# The released CogVideoX1.5 inference (upstream generate/CogVideoX1.5-5B.py, --lora_weight 0.2) sets
+# PEFT's LoRA scaling to 0.2 absolute (delta = 0.2 B A) instead of alpha / r = 2 as trained; our
+# --lora_scale multiplies alpha / r, so its 1.5 default is 0.2 r / alpha (0.1 for the released r 64,
+# alpha 128 adapter), see default_lora_scale.
+COGVIDEOX15_RELEASED_LORA_SCALING = 0.2
 
 
 class GenerationConfigError(ValueError):
@@ -88,6 +94,8 @@ class ModelDefaults:
         size_multiple: height/width must be multiples of this (VAE scale x patch size, 16).
         fixed_size: True when the transformer uses a learned position table (CogVideoX-5B-I2V): only
             this height/width and at most this many frames work.
+        lora_scaling: absolute LoRA scaling (the factor on ``B @ A``) that the released inference
+            applies to this model's adapter, or None for "as trained" (see :func:`default_lora_scale`).
     """
 
     num_frames: int
@@ -96,6 +104,7 @@ class ModelDefaults:
     frame_multiple: int = 4
     size_multiple: int = 16
     fixed_size: bool = False
+    lora_scaling: float | None = None
 
 
 @dataclass
@@ -173,6 +182,9 @@ def model_defaults(transformer_config: Mapping[str, Any], vae_config: Mapping[st
     if transformer_config.get("patch_size_t") and sh == sw == COGVIDEOX15_PLACEHOLDER_SAMPLE_SIZE:
         # CogVideoX1.5: the config's square sample size is a placeholder, see COGVIDEOX15_TRAINED_SIZE.
         height, width = COGVIDEOX15_TRAINED_SIZE
+    is_t2v = transformer_config.get("in_channels") == transformer_config.get("out_channels")
+    is_15_t2v = bool(transformer_config.get("patch_size_t")) and is_t2v
+    lora_scaling = COGVIDEOX15_RELEASED_LORA_SCALING if is_15_t2v else None
     return ModelDefaults(
         num_frames=frames,
         height=height,
@@ -180,7 +192,25 @@ def model_defaults(transformer_config: Mapping[str, Any], vae_config: Mapping[st
         frame_multiple=int(vae_config.get("temporal_compression_ratio") or 4),
         size_multiple=scale * int(transformer_config.get("patch_size") or 2),
         fixed_size=bool(transformer_config.get("use_learned_positional_embeddings")),
+        lora_scaling=lora_scaling,
     )
+
+
+def default_lora_scale(defaults: ModelDefaults, lora_path: str | os.PathLike | None) -> float:
+    """The ``--lora_scale`` (multiplier of the trained ``alpha / r``) when none is given.
+
+    1.0 (the adapter as trained), except for a model whose released inference used another
+    absolute scaling (CogVideoX1.5 T2V: 0.2, upstream ``generate/CogVideoX1.5-5B.py:generate``):
+    ``defaults.lora_scaling * r / alpha`` of the adapter at ``lora_path`` (0.1 for the released
+    ``VideoGPA-T2V1.5-lora``, r 64, alpha 128), which gives the same ``0.2 B @ A``.
+
+    Raises:
+        LoraAdapterError: unreadable ``adapter_config.json``.
+    """
+    if defaults.lora_scaling is None or lora_path is None:
+        return 1.0
+    cfg = read_adapter_config(lora_path)
+    return float(defaults.lora_scaling) * float(cfg.r) / float(cfg.lora_alpha)
 
 
 def _check_base_model(base_model: str) -> None:
@@ -562,7 +592,9 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
     p.add_argument("--output_dir", default="./outputs")
     p.add_argument("--base_model", default=defaults["base_model"], help="diffusers folder or hub id")
     p.add_argument("--lora_path", default=None, help="PEFT LoRA adapter folder, e.g. checkpoints/VideoGPA-T2V-lora")
-    p.add_argument("--lora_scale", type=float, default=1.0, help="multiplier of the LoRA delta (0 = base model)")
+    p.add_argument("--lora_scale", type=float, default=None,
+                   help="multiplier of the LoRA delta (0 = base model); default 1, CogVideoX1.5 as released "
+                   "(absolute scaling 0.2: 0.1 for r 64, alpha 128)")  # fmt: skip
     p.add_argument("--merge_lora", action="store_true", help="fold the LoRA into the weights")
     p.add_argument("--gpu_id", type=int, default=None, help="CUDA device index (default 0)")
     p.add_argument("--seed", type=int, default=defaults["seed"])
@@ -617,15 +649,20 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
         entries = [entry]
     if args.lora_path is not None:
         validate_adapter_dir(args.lora_path)
-    num_frames, height, width = resolve_video_size(
-        read_model_defaults(args.base_model), args.num_frames, args.height, args.width
-    )
+    model = read_model_defaults(args.base_model)
+    num_frames, height, width = resolve_video_size(model, args.num_frames, args.height, args.width)
+    lora_scale = args.lora_scale
+    if lora_scale is None:
+        lora_scale = default_lora_scale(model, args.lora_path)
+        if lora_scale != 1.0:
+            logger.info("LoRA scale %g (the released absolute scaling %g; --lora_scale overrides)",
+                        lora_scale, model.lora_scaling)  # fmt: skip
     pipe = load_pipeline(
         args.base_model,
         kind,
         gpu_id=args.gpu_id,
         lora_path=args.lora_path,
-        lora_scale=args.lora_scale,
+        lora_scale=lora_scale,
         merge_lora=args.merge_lora,
         offload=args.offload,
     )

@@ -15,6 +15,8 @@ from generate import i2v_inference, t2v_inference
 from generate.common import (
     GenerationConfigError,
     ModelDefaults,
+    default_lora_scale,
+    read_model_defaults,
     load_prompt_entries,
     model_defaults,
     resolve_video_size,
@@ -31,14 +33,17 @@ COGVIDEOX_5B = {"sample_frames": 49, "sample_height": 60, "sample_width": 90, "p
                 "patch_size_t": None, "use_learned_positional_embeddings": False}
 COGVIDEOX_5B_I2V = {**COGVIDEOX_5B, "use_learned_positional_embeddings": True}
 COGVIDEOX15_5B = {"sample_frames": 81, "sample_height": 300, "sample_width": 300, "patch_size": 2,
-                  "patch_size_t": 2, "use_learned_positional_embeddings": False}
+                  "patch_size_t": 2, "use_learned_positional_embeddings": False, "in_channels": 16,
+                  "out_channels": 16}
 
 
 def test_defaults_of_the_real_checkpoints():
     assert model_defaults(COGVIDEOX_5B, VAE_CFG) == ModelDefaults(49, 480, 720, 4, 16, False)
     assert model_defaults(COGVIDEOX_5B_I2V, VAE_CFG) == ModelDefaults(49, 480, 720, 4, 16, True)
     # CogVideoX1.5's config carries a 300x300 placeholder; it was trained at 768x1360, 81 frames
-    assert model_defaults(COGVIDEOX15_5B, VAE_CFG) == ModelDefaults(81, 768, 1360, 4, 16, False)
+    # ... and its released inference applies the adapter at absolute scaling 0.2 (T2V only)
+    assert model_defaults(COGVIDEOX15_5B, VAE_CFG) == ModelDefaults(81, 768, 1360, 4, 16, False, 0.2)
+    assert model_defaults({**COGVIDEOX15_5B, "in_channels": 32}, VAE_CFG).lora_scaling is None
     # a genuine square sample size of a 1.5-style model is taken as is
     assert model_defaults({**COGVIDEOX15_5B, "sample_height": 64, "sample_width": 64}, VAE_CFG).height == 512
 
@@ -123,6 +128,26 @@ def test_lora_scale_zero_cli_is_bit_identical(tiny_models, tmp_path):
     base = _decoded(tmp_path / "base" / name)
     assert np.array_equal(_decoded(tmp_path / "zero" / name), base)
     assert np.abs(_decoded(tmp_path / "merged" / name).astype(int) - base.astype(int)).mean() > 1.0
+
+
+def test_cogvideox15_adapter_default_scale_is_the_released_one(tiny_models, tmp_path):
+    """Upstream generate/CogVideoX1.5-5B.py sets PEFT's scaling to 0.2 (absolute); our default
+    --lora_scale for 1.5 is 0.2 r / alpha = 0.1 for the released adapter config (alpha / r = 2)."""
+    from test_lora import _random_adapter, _transformer
+
+    t15 = tiny_models["cogvideox1.5-t2v"]
+    released_cfg = REPO / "checkpoints" / "VideoGPA-T2V1.5-lora"
+    adapter = _random_adapter(tmp_path / "adapter", _transformer(tiny_models, "cogvideox1.5-t2v"),
+                              config_from=released_cfg)  # fmt: skip
+    assert read_model_defaults(t15).lora_scaling == 0.2
+    assert default_lora_scale(read_model_defaults(t15), adapter) == pytest.approx(0.1, rel=1e-12)
+    assert default_lora_scale(read_model_defaults(tiny_models["cogvideox-t2v"]), adapter) == 1.0
+    args = [PROMPT, "--base_model", str(t15), "--lora_path", str(adapter), *FAST]
+    for name, extra in (("default", []), ("s01", ["--lora_scale", "0.1"]), ("s1", ["--lora_scale", "1"])):
+        assert t2v_inference.main([*args, "--output_dir", str(tmp_path / name), *extra]) == 0
+    video = "a_camera_orbits_a_stone_gateway_seed42.mp4"
+    default, s01, s1 = (_decoded(tmp_path / n / video).astype(int) for n in ("default", "s01", "s1"))
+    assert np.array_equal(default, s01) and np.abs(default - s1).mean() > 0.5
 
 
 def test_config_errors_exit_2_without_output(tiny_models, tmp_path, capsys):

@@ -18,7 +18,7 @@ from utils.video_utils import write_video
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures"
 CARPHONE = FIX / "videos" / "carphone_pristine.mp4"
-SCORES = ("consistency_score", "motion_norm", "mse", "lpips", "coverage")
+SCORES = ("consistency_score", "motion_norm", "motion_norm_released", "mse", "lpips", "coverage")
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,8 @@ def _args(w, inp, out, *extra):
         "--vggt_config", str(FIX / "vggt" / "vggt_tiny_config.json"),
         "--image_size", "56", "--num_frames", "4", "--devices", "cpu", "--no_progress",
         "--lpips_vgg_weights", str(w["lpips"][0]), "--lpips_lin_weights", str(w["lpips"][1]),
+        # the fixture VGGT's random point head lands off-screen; test_point_head_default scores it
+        "--points_source", "depth",
         *extra,
     ]  # fmt: skip
 
@@ -183,6 +185,43 @@ def test_settings_mismatch_refuses_to_mix(workdir, capsys):
     assert "different settings" in capsys.readouterr().err
     assert video_scorer.main(_args(workdir, inp, out, "--conf_thres", "10", "--overwrite")) == 0
     assert json.loads(out.read_text())["consistency_scorer"]["conf_thres"] == 10.0
+
+
+def test_point_head_default_recorded_and_resume_with_other_source_refused(workdir, capsys, monkeypatch):
+    """POINTS_SOURCE defaults to the released reward (VGGT kept with its point head, the point map
+    reprojected, black holes counted); the settings say so; another source refuses to resume into
+    the same output. The tiny random point head collapses to one off-screen point, so its point
+    map is replaced by the tiny depth head's unprojection, 5 % farther out (a point map that
+    disagrees with the cameras)."""
+    from pipelines import process_video
+    from vggt.utils.geometry import unproject_depth_map_to_point_map
+
+    assert video_scorer.POINTS_SOURCE == "point_head"
+    real_predict = process_video.VGGTPredictor.predict
+    seen = {}
+
+    def predict(self, images):
+        g = real_predict(self, images)
+        seen["point_map_from_vggt"] = g.world_points is not None
+        g.world_points = 1.05 * unproject_depth_map_to_point_map(g.depth, g.extrinsic, g.intrinsic)
+        return g
+
+    monkeypatch.setattr(process_video.VGGTPredictor, "predict", predict)
+    d = workdir["dir"]
+    inp = _write(d / "ph_in.json", {"groups": _good_groups(1)})
+    out = d / "ph_out.json"
+    args = _args(workdir, inp, out)
+    del args[args.index("--points_source") : args.index("--points_source") + 2]  # the default
+    assert video_scorer.main(args) == 0
+    assert seen["point_map_from_vggt"]  # the point head was kept
+    res = json.loads(out.read_text())
+    assert res["consistency_scorer"]["points_source"] == "point_head"
+    for v in res["groups"][0]["videos"]:
+        _assert_scored(v)
+        assert 0 < v["coverage"] < 1  # holes: black and counted
+    assert video_scorer.main([*args, "--points_source", "depth"]) == 2
+    err = capsys.readouterr().err
+    assert "different settings" in err and "points_source" in err
 
 
 # ---- LPIPS availability -----------------------------------------------------------------------------

@@ -11,10 +11,12 @@ Input JSON (``INPUT_JSON``; video paths relative to ``BASE_PATH``, absolute ones
                  "videos": [{"video_path": "x/seed0.mp4", "seed": 0}, ...]}, ...], ...}
 
 or a plain list of such groups. Output JSON (``OUTPUT_JSON``): the input with, per video,
-``consistency_score`` (mse + lpips, lower = more 3-D consistent), ``motion_norm``, ``mse``,
-``lpips`` (null with ``--no_lpips``), ``coverage``; or ``"error": "<message>"`` for a video that
-could not be scored (missing/corrupt file, too few frames, no ``video_path``...). Every other key
-is preserved; a top-level ``"consistency_scorer"`` object (dict inputs only) records the settings.
+``consistency_score`` (mse + lpips, lower = more 3-D consistent), ``motion_norm``,
+``motion_norm_released``, ``mse``, ``lpips`` (null with ``--no_lpips``), ``coverage``; or
+``"error": "<message>"`` for a video that could not be scored (missing/corrupt file, too few
+frames, no ``video_path``...). Every other key
+is preserved; a top-level ``"consistency_scorer"`` object (dict inputs only) records the settings
+(including ``points_source``: ``POINTS_SOURCE = "point_head"`` is the released reward).
 
 Behaviour:
 * the output is rewritten atomically after every group, so an interrupted run loses at most the
@@ -60,6 +62,10 @@ OUTPUT_JSON = "outputs/candidates/groups_scored.json"  # same + scores
 BASE_PATH = None  # video paths are relative to this; None: the folder of INPUT_JSON
 NUM_FRAMES = 10  # frames sampled uniformly per video (first and last included)
 CONF_THRES = 0  # depth-confidence percentile filter in [0, 100); 0 keeps every point
+# "point_head": VGGT's point map reprojected with the camera head's cameras, black holes counted
+# (the released VideoGPA reward); "depth": depth head unprojected with the cameras, metrics on
+# covered pixels only. See pipelines/process_video.py.
+POINTS_SOURCE = "point_head"
 VGGT_MODEL = "facebook/VGGT-1B"  # hub id, local folder, or single weights file (+ VGGT_CONFIG)
 VGGT_CONFIG = None  # VGGT config (JSON path) for single-file VGGT_MODEL
 IMAGE_SIZE = 518  # square frame side fed to VGGT (multiple of 14)
@@ -69,7 +75,7 @@ LPIPS_LIN_WEIGHTS = None  # None: $VIDEOGPA_LPIPS_LIN_WEIGHTS, else PerceptualSi
 LPIPS_WEIGHT = 1.0  # consistency_score = mse + LPIPS_WEIGHT * lpips
 VISUALS_FPS = 2.0  # frame rate of the side-by-side visual mp4
 
-SCORE_KEYS = ("consistency_score", "motion_norm", "mse", "lpips", "coverage")
+SCORE_KEYS = ("consistency_score", "motion_norm", "motion_norm_released", "mse", "lpips", "coverage")
 SETTINGS_KEY = "consistency_scorer"
 
 logger = logging.getLogger("video_scorer")
@@ -111,6 +117,10 @@ def build_argparser() -> argparse.ArgumentParser:
     p.add_argument(
         "--conf_thres", type=float, default=CONF_THRES, help="confidence percentile filter [0, 100)"
     )
+    p.add_argument(
+        "--points_source", choices=("point_head", "depth"), default=POINTS_SOURCE,
+        help="point_head: the released reward (point map, black holes); depth: depth head, covered pixels",
+    )  # fmt: skip
     p.add_argument("--vggt_model", default=VGGT_MODEL, help="hub id, folder or weights file")
     p.add_argument("--vggt_config", default=VGGT_CONFIG, help="VGGT config JSON for a single weights file")
     p.add_argument("--image_size", type=int, default=IMAGE_SIZE, help="square frame side (multiple of 14)")
@@ -224,6 +234,7 @@ def _settings(args) -> dict[str, Any]:
     return {
         "num_frames": int(args.num_frames),
         "conf_thres": float(args.conf_thres),
+        "points_source": str(args.points_source),
         "image_size": int(args.image_size),
         "vggt_model": str(args.vggt_model),
         "lpips": not args.no_lpips,
@@ -294,10 +305,11 @@ def build_processor(args, device: str, lpips_module=None):
             )
         )
         lp = lp.to(device)
-    predictor = VGGTPredictor(args.vggt_model, device=torch.device(device), config=args.vggt_config)
+    predictor = VGGTPredictor(args.vggt_model, device=torch.device(device), config=args.vggt_config,
+                              drop_point_head=args.points_source != "point_head")  # fmt: skip
     return VideoProcessor(
-        predictor, lpips=lp, conf_thres=args.conf_thres, num_frames=args.num_frames,
-        image_size=args.image_size, lpips_weight=args.lpips_weight,
+        predictor, lpips=lp, conf_thres=args.conf_thres, points_source=args.points_source,
+        num_frames=args.num_frames, image_size=args.image_size, lpips_weight=args.lpips_weight,
     )  # fmt: skip
 
 
