@@ -21,6 +21,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_bytes",
     "make_temp_dir",
+    "apply_umask",
     "current_umask",
     "read_json",
     "slugify",
@@ -59,6 +60,20 @@ def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent))
     os.chmod(tmp, 0o777 & ~current_umask())
     return tmp
+
+
+def apply_umask(path: str | os.PathLike) -> None:
+    """Give ``path`` (a file, or a folder and everything in it) normal permissions under the umask.
+
+    For files written by libraries that create them private: ``safetensors``' ``save_file`` (and so
+    ``save_pretrained``) writes mode 0600. Files get ``0o666 & ~umask``, folders ``0o777 & ~umask``.
+    """
+    mask = current_umask()
+    path = Path(path)
+    items = [path] + (list(path.rglob("*")) if path.is_dir() else [])
+    for p in items:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -30,7 +30,7 @@ from typing import Iterable
 
 import torch
 
-from utils.io_utils import make_temp_dir
+from utils.io_utils import apply_umask, make_temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -425,6 +425,7 @@ def save_lora_adapter(
         finally:
             config.inference_mode = inference_mode
         save_file(state, str(tmp / ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
+        apply_umask(tmp)  # safetensors writes 0600
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
             os.replace(out_dir, old)
