@@ -12,7 +12,7 @@ Input JSON (``INPUT_JSON``; video paths relative to ``BASE_PATH``, absolute ones
 
 or a plain list of such groups. Output JSON (``OUTPUT_JSON``): the input with, per video,
 ``consistency_score`` (mse + lpips, lower = more 3-D consistent), ``motion_norm``, ``mse``,
-``lpips`` (null with ``--no_lpips``), ``coverage``; or ``"error": "<message>"`` for a video that
+``lpips`` (null with ``--no_lpips``), ``coverage``, ``num_frames_used``; or ``"error": "<message>"`` for a video that
 could not be scored (missing/corrupt file, too few frames, no ``video_path``...). Every other key
 is preserved; a top-level ``"consistency_scorer"`` object (dict inputs only) records the settings.
 
@@ -26,7 +26,9 @@ Behaviour:
   than one), or independent shards (``--num_shards N --shard_index i`` each write
   ``<output>.shard<i>-of-<N>.json``; ``--merge`` joins them into the output);
 * ``--save_visuals DIR``: per video the reprojected frames (PNG), ``side_by_side.mp4`` (frame |
-  reprojection) and ``point_cloud.ply`` (binary little-endian: float x, y, z, uchar r, g, b);
+  reprojection), both at the video's own size, and ``point_cloud.ply`` (binary little-endian: float
+  x, y, z, uchar r, g, b; at most 200,000 points, a seeded random subsample, see
+  ``pipelines.process_video.save_visuals``);
 * LPIPS needs the VGG16 + LPIPS v0.1 weights (``--lpips_vgg_weights`` / ``--lpips_lin_weights``,
   env ``VIDEOGPA_LPIPS_VGG_WEIGHTS`` / ``VIDEOGPA_LPIPS_LIN_WEIGHTS``, or downloaded to the torch hub
   cache); when unavailable the run stops before scoring with instructions, unless ``--no_lpips``.
@@ -678,8 +680,8 @@ def _run_multi_device(args, devices: list[str], todo: dict, record, write) -> in
 def _summary(stats: dict, wall: float, out_path: Path) -> None:
     n = stats["scored"] + stats["failed"]
     per = stats["seconds"] / n if n else 0.0
-    logger.info("scored %d, skipped %d, failed %d; %.2f s/video, wall %.1f s; output %s",
-                stats["scored"], stats["skipped"], stats["failed"], per, wall, out_path)
+    print(f"scored {stats['scored']}, skipped {stats['skipped']}, failed {stats['failed']}; "
+          f"{per:.2f} s/video, wall {wall:.1f} s; output {out_path}")
 
 
 if __name__ == "__main__":
