@@ -16,14 +16,13 @@ Target: everything but the VGGT forward under 10 % of the total for 10 frames at
 the tiny VGGT on CPU the forward is tiny, so that share is reported as measured (not the target
 setting); the realistic setting is VGGT-1B on a GPU.
 
-    python benchmarks/bench_scorer.py [--frames 10] [--size 518] [--repeats 3] [--video PATH] [--out PATH]
+    python benchmarks/bench_scorer.py [--frames 10] [--size 518] [--repeats 3] [--video PATH] [--write | --out PATH]
         [--points_source point_head|depth]   # point_head (default, released reward) runs VGGT's point head too
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -36,6 +35,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from results_io import add_output_args, save_results  # noqa: E402  (benchmarks/results_io.py)
 
 from metrics.lpips import build_random_lpips_weights, load_lpips  # noqa: E402
 from pipelines.process_video import VGGTPredictor, VideoProcessor  # noqa: E402
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--video", default=str(ROOT / "tests" / "fixtures" / "videos" / "bikes.mp4"))
     ap.add_argument("--no-cuda", action="store_true", help="skip the VGGT-1B CUDA rows")
     ap.add_argument("--lpips", default="off,vgg16-full", help="LPIPS settings to run: vgg16-full and/or off")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_scorer.json"))
+    add_output_args(ap, "bench_scorer")
     ap.add_argument("--points_source", choices=("point_head", "depth"), default="point_head")
     args = ap.parse_args(argv)
     video = Path(args.video)
@@ -126,8 +126,6 @@ def main(argv=None) -> int:
         print(f"{r['name']:<28} {cols} {100 * r['non_vggt_share']:>8.1f}%  {r['num_points']}")
     if not torch.cuda.is_available():
         print("(CUDA not available: VGGT-1B rows skipped; the <10 % non-VGGT target applies to that setting)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -137,8 +135,7 @@ def main(argv=None) -> int:
         "points_source": args.points_source,
         "loadavg_1_5_15": list(os.getloadavg()),  # the CPU may be shared: timings scale with load
     }
-    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    save_results(args, "bench_scorer", {"meta": meta, "results": rows})
     return 0
 
 

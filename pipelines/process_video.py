@@ -594,18 +594,24 @@ class VideoProcessor:
     def score_video(self, path: str | os.PathLike, return_visuals: bool = False) -> dict[str, Any]:
         """Sample ``num_frames`` frames of ``path`` (square ``image_size``) and score them.
 
+        A video with fewer decodable frames (but at least 2) is scored with all of its frames; the
+        result's ``num_frames`` says how many were used. ``source_size`` is the side of the video's
+        centre square in pixels (the size :func:`save_visuals` writes at).
+
         Returns the dict of :meth:`score_frames`, whose ``timings`` also has ``decode``.
 
         Raises:
-            utils.video_utils.VideoReadError: unreadable video / too few frames.
+            utils.video_utils.VideoReadError: unreadable video / fewer than 2 frames.
             ScoringError: see :meth:`score_frames`.
         """
-        from utils.video_utils import sample_uniform_frames
+        from utils.video_utils import frame_size, sample_uniform_frames
 
         t0 = time.perf_counter()
-        frames = sample_uniform_frames(path, n_frames=self.num_frames, size=self.image_size)
+        frames = sample_uniform_frames(path, n_frames=self.num_frames, size=self.image_size, min_frames=2)
         decode = time.perf_counter() - t0
         res = self.score_frames(frames, return_visuals=return_visuals)
+        if return_visuals:
+            res["source_size"] = min(frame_size(path))
         res["timings"]["decode"] = decode
         res["timings"]["total"] += decode
         return res
@@ -719,13 +725,20 @@ class VideoProcessor:
 # ------------------------------------------------------------------------------------------------
 
 
-def write_ply(path: str | os.PathLike, points: np.ndarray, colors: np.ndarray) -> Path:
+PLY_MAX_POINTS = 200_000  # save_visuals subsamples the fused cloud to at most this many points
+PLY_SEED = 0  # ... with numpy's default_rng(PLY_SEED): the same points on every run
+
+
+def write_ply(
+    path: str | os.PathLike, points: np.ndarray, colors: np.ndarray, comments: tuple[str, ...] = ()
+) -> Path:
     """Write a coloured point cloud as binary little-endian PLY, atomically.
 
     Args:
         path: output ``.ply`` file (parent folders created).
         points: float ``[N, 3]`` (written as float32 x, y, z).
         colors: ``[N, 3]`` uint8 (or float in [0, 1], converted) written as uchar red, green, blue.
+        comments: header ``comment`` lines (one line each, no newlines).
 
     Returns:
         the path.
@@ -747,7 +760,8 @@ def write_ply(path: str | os.PathLike, points: np.ndarray, colors: np.ndarray) -
     rec["red"], rec["green"], rec["blue"] = col[:, 0], col[:, 1], col[:, 2]
     header = (
         "ply\nformat binary_little_endian 1.0\n"
-        f"element vertex {pts.shape[0]}\n"
+        + "".join(f"comment {c}\n" for c in comments)
+        + f"element vertex {pts.shape[0]}\n"
         "property float x\nproperty float y\nproperty float z\n"
         "property uchar red\nproperty uchar green\nproperty uchar blue\n"
         "end_header\n"
@@ -756,11 +770,25 @@ def write_ply(path: str | os.PathLike, points: np.ndarray, colors: np.ndarray) -
     return Path(path)
 
 
-def save_visuals(result: Mapping[str, Any], out_dir: str | os.PathLike, fps: float = 2.0) -> dict[str, Path]:
+def save_visuals(
+    result: Mapping[str, Any],
+    out_dir: str | os.PathLike,
+    fps: float = 2.0,
+    size: int | None = None,
+    max_points: int = PLY_MAX_POINTS,
+    seed: int = PLY_SEED,
+) -> dict[str, Path]:
     """Save the visuals of a :meth:`VideoProcessor.score_frames` result (needs ``return_visuals=True``).
 
     Writes into ``out_dir``: ``reproj_000.png`` ... (reprojected frames, black holes),
     ``side_by_side.mp4`` (frame | reprojection, ``fps``), ``point_cloud.ply`` (binary PLY).
+
+    The scorer works at ``image_size`` (518 px) whatever the video's size; the images are written at
+    ``size`` x ``size`` px (default: ``result["source_size"]``, the video's own centre square, set by
+    :meth:`VideoProcessor.score_video`; else the scoring size), area-averaged when smaller. The
+    point cloud (one point per confident pixel of every frame: 2.7 M for 10 frames at 518 px) is
+    subsampled uniformly at random to at most ``max_points`` points (200,000) with
+    ``numpy.random.default_rng(seed)``; the PLY header says so in a ``comment`` line.
 
     Returns:
         ``{"pngs": folder, "video": mp4 path, "ply": ply path}``.
@@ -775,11 +803,22 @@ def save_visuals(result: Mapping[str, Any], out_dir: str | os.PathLike, fps: flo
         raise ValueError("result has no visuals; call score_frames(..., return_visuals=True)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate(vis["reprojected"]):
+    side = int(size or result.get("source_size") or vis["frames"].shape[1])
+    shrink = (lambda im: im) if side >= vis["frames"].shape[1] else (  # noqa: E731
+        lambda im: np.asarray(Image.fromarray(im).resize((side, side), Image.BOX)))
+    frames = np.stack([shrink(f) for f in vis["frames"]])
+    reproj = np.stack([shrink(f) for f in vis["reprojected"]])
+    for i, img in enumerate(reproj):
         buf = io.BytesIO()
         Image.fromarray(img).save(buf, format="PNG")
         atomic_write_bytes(out / f"reproj_{i:03d}.png", buf.getvalue())
-    sbs = np.concatenate([vis["frames"], vis["reprojected"]], axis=2)
-    video = write_video(out / "side_by_side.mp4", sbs, fps=fps)
-    ply = write_ply(out / "point_cloud.ply", vis["points"], vis["colors"])
+    video = write_video(out / "side_by_side.mp4", np.concatenate([frames, reproj], axis=2), fps=fps)
+    points, colors = vis["points"], vis["colors"]
+    comments: tuple[str, ...] = ()
+    if points.shape[0] > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(points.shape[0], max_points, replace=False))
+        comments = (f"VideoGPA: {max_points} of {points.shape[0]} points, uniform random subsample, "
+                    f"numpy default_rng({seed})",)
+        points, colors = points[keep], colors[keep]
+    ply = write_ply(out / "point_cloud.ply", points, colors, comments)
     return {"pngs": out, "video": video, "ply": ply}

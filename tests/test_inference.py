@@ -199,3 +199,46 @@ def test_load_prompt_entries_formats(tmp_path, fixtures_dir):
     assert "missing 'image_prompt'" in i2v[1].error and "'noimg'" in i2v[1].error
     assert "text_prompt" in i2v[2].error and str(tmp_path / "p.json") in i2v[2].error
     assert "expected a caption string" in i2v[3].error
+
+
+def test_help_text_shows_each_default_once_and_the_right_adapter():
+    from generate.common import build_inference_parser
+
+    for kind, script, adapter in (("t2v", t2v_inference, "VideoGPA-T2V-lora"), ("i2v", i2v_inference, "VideoGPA-I2V-lora")):
+        text = " ".join(build_inference_parser(kind, script_defaults_of(script)).format_help().split())
+        assert f"e.g. checkpoints/{adapter}" in text and ("VideoGPA-T2V-lora" in text) == (kind == "t2v")
+        opts = text[text.index("options:"):]
+        gpu = opts[opts.index("--gpu_id GPU_ID"):opts.index("--skip_existing ")]
+        assert gpu.count("default") == 1, gpu
+        for flag, default in (("--seed SEED", "42"), ("--fps FPS", "8"), ("--output_dir OUTPUT_DIR", "./outputs")):
+            after = opts[opts.index(flag):]
+            assert f"(default: {default})" in after.split(" --")[0], (flag, after[:120])
+
+
+def script_defaults_of(module) -> dict:
+    from utils.scripts import script_defaults
+
+    return script_defaults(vars(module))
+
+
+def test_skip_existing_keeps_fresh_videos_and_redoes_stale_ones(tiny_models, tmp_path, caplog):
+    import os
+
+    caplog.set_level("INFO")
+    args = ["a red cube", "--base_model", str(tiny_models["cogvideox-t2v"]), "--num_inference_steps", "1",
+            "--output_dir", str(tmp_path), "--seed", "1"]
+    assert t2v_inference.main(args) == 0
+    video = tmp_path / "a_red_cube_seed1.mp4"
+    first = video.stat().st_mtime_ns
+    assert t2v_inference.main(args + ["--skip_existing"]) == 0
+    assert video.stat().st_mtime_ns == first and "kept" in caplog.text
+    video.write_bytes(b"truncated")  # a broken file is generated again
+    assert t2v_inference.main(args + ["--skip_existing"]) == 0
+    assert read_video_frames(video).shape[0] == 9
+    os.utime(video, ns=(0, 0))  # and so is one older than the adapter it should show
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    from generate.common import _is_fresh
+
+    assert not _is_fresh(video, str(adapter)) and _is_fresh(video, None)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from _scorer_render import load_texture, render_video
 
 from metrics import build_random_lpips_weights, load_lpips
@@ -341,6 +342,25 @@ def test_save_visuals(small_lpips, tmp_path):
     )
     np.testing.assert_allclose(rec["x"], v["points"][:, 0])
     np.testing.assert_array_equal(rec["b"], v["colors"][:, 2])
+
+
+def test_save_visuals_at_video_size_with_subsampled_cloud(small_lpips, tmp_path):
+    """Visuals at the video's own size (area-averaged), PLY subsampled with a stated, seeded rule."""
+    r = render_video(5, num_frames=3, height=32, width=32)
+    proc = VideoProcessor(OraclePredictor(r["depth"], r["extrinsic"], r["intrinsic"]), lpips=small_lpips)
+    res = proc.score_frames(r["frames"], return_visuals=True)
+    res["source_size"] = 16  # what score_video sets for a 16 px video scored at 32 px
+    out = save_visuals(res, tmp_path / "vis", max_points=500, seed=3)
+    assert read_video_frames(out["video"]).shape == (3, 16, 32, 3)
+    png = np.asarray(Image.open(tmp_path / "vis" / "reproj_001.png"))
+    want = np.asarray(Image.fromarray(res["visuals"]["reprojected"][1]).resize((16, 16), Image.BOX))
+    np.testing.assert_array_equal(png, want)
+    head, body = out["ply"].read_bytes().split(b"end_header\n", 1)
+    n = res["visuals"]["points"].shape[0]
+    assert b"comment VideoGPA: 500 of %d points" % n in head and b"element vertex 500\n" in head
+    rec = np.frombuffer(body, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "u1", 3)])
+    keep = np.sort(np.random.default_rng(3).choice(n, 500, replace=False))
+    np.testing.assert_array_equal(rec["x"], res["visuals"]["points"][keep, 0])
 
 
 # ---- tiny VGGT on real videos (done-when 3) ----------------------------------------------------------

@@ -55,6 +55,7 @@ from torch.utils.data import DataLoader
 
 from train_dpo.dataset import MOTION_METRICS, PairSelectionConfig, load_preference_datasets
 from train_dpo.loss import DPOLossOutput, diffusion_dpo_loss
+from train_dpo.resumable_loader import ResumableDataLoader
 from utils.io_utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -366,6 +367,9 @@ def load_base_components(base_model: str | os.PathLike, dtype: torch.dtype = tor
     """
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 
+    from utils.hub import check_hub_model
+
+    check_hub_model(base_model, ("model_index.json",), "CogVideoX model", "--base_model")
     transformer = CogVideoXTransformer3DModel.from_pretrained(
         str(base_model), subfolder="transformer", torch_dtype=dtype
     )
@@ -416,6 +420,7 @@ class VideoDPOModule(pl.LightningModule):
         self.strict_loading = False  # checkpoints carry only the LoRA weights
         self._rotary_cache: dict = {}
         self._train_gen: torch.Generator | None = None
+        self._micro_step, self._micro = -1, 0
         self._val_buf: list[torch.Tensor] = []
         self.val_history: list[dict[str, float]] = []
         self.save_hyperparameters({"config": _jsonable(asdict(cfg))})
@@ -483,8 +488,14 @@ class VideoDPOModule(pl.LightningModule):
         self._train_gen = torch.Generator().manual_seed(seed)
 
     def training_step(self, batch, batch_idx):
-        if self._train_gen is None:
-            self.on_train_start()
+        # noise and timesteps of each micro-batch are a function of (seed, rank, optimiser step,
+        # micro-batch within the step), so a run resumed from last.ckpt draws what an
+        # uninterrupted run would have drawn
+        step = int(self.global_step)
+        self._micro = self._micro + 1 if self._micro_step == step else 0
+        self._micro_step = step
+        seed = int(self.cfg.seed) * 1_000_003 + 7919 * int(self.global_rank) + 104_729 * step + self._micro
+        self._train_gen = torch.Generator().manual_seed(seed)
         out = self.dpo_step(batch, self._train_gen)
         bsz = batch["latents_w"].shape[0]
         metrics = {f"train/{k}": v for k, v in out.metrics().items()}
@@ -869,13 +880,12 @@ def train(
     loader_kw = dict(
         num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, pin_memory=_use_cuda(cfg)
     )
-    train_dl = DataLoader(
-        train_ds,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        drop_last=len(train_ds) >= cfg.batch_size,
-        **loader_kw,
-    )
+    # single process: an order fixed by (seed, epoch) that resumes mid-epoch (train_dpo/resumable_loader.py)
+    distributed = _strategy(cfg) != "auto"
+    train_dl = (DataLoader(train_ds, shuffle=True, batch_size=cfg.batch_size,
+                           drop_last=len(train_ds) >= cfg.batch_size, **loader_kw) if distributed else
+                ResumableDataLoader(train_ds, cfg.batch_size, cfg.seed,
+                                    drop_last=len(train_ds) >= cfg.batch_size, **loader_kw))  # fmt: skip
     val_dl = (
         DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, **loader_kw) if len(val_ds) else None
     )
@@ -1039,8 +1049,11 @@ def run_train_cli(argv=None, defaults: dict[str, Any] | None = None, description
     """Parse ``argv`` over ``defaults`` and :func:`train`; returns 0, or 2 on bad input."""
     from utils.io_utils import JSONInputError
 
+    from utils.log_filters import quiet_expected_messages
+
     args = build_train_argparser(defaults, description).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_expected_messages()
     if not args.base_model or not args.train_json:
         logger.error("--base_model and --train_json are required")
         return 2
