@@ -63,6 +63,8 @@ from generate.common import (  # noqa: E402
     save_video,
 )
 from utils.io_utils import JSONInputError, atomic_write_json, read_json, slugify  # noqa: E402
+from utils.launcher import SHARD_HELP, launch_info  # noqa: E402
+from utils.log_filters import quiet_expected_messages  # noqa: E402
 from utils.lora import LoraAdapterError  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -477,9 +479,12 @@ def build_arg_parser(defaults: Mapping[str, Any], description: str | None = None
     p.add_argument("--num_inference_steps", type=int, default=d["num_inference_steps"])
     p.add_argument("--guidance_scale", type=float, default=d["guidance_scale"])
     p.add_argument("--fps", type=float, default=d["fps"])
-    p.add_argument("--num_shards", type=int, default=1, help="split the prompts into K shards")
-    p.add_argument("--shard_index", type=int, default=0, help="which shard this process generates")
-    p.add_argument("--gpu_id", type=int, default=None)
+    launch = launch_info()
+    p.add_argument("--num_shards", type=int, default=launch.num_shards,
+                   help=f"split the prompts into K shards ({SHARD_HELP})")
+    p.add_argument("--shard_index", type=int, default=launch.shard_index,
+                   help="which shard this process generates")
+    p.add_argument("--gpu_id", type=int, default=None, help="CUDA device index (default: $LOCAL_RANK, else 0)")
     p.add_argument("--offload", choices=OFFLOAD_MODES, default="none")
     p.add_argument("--lora_path", default=None, help="generate with a LoRA adapter (e.g. for a 2nd round)")
     p.add_argument("--lora_scale", type=float, default=1.0)
@@ -491,6 +496,7 @@ def build_arg_parser(defaults: Mapping[str, Any], description: str | None = None
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_expected_messages()
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -520,8 +526,6 @@ def run_from_args(args: argparse.Namespace) -> int:
     except (GenerationConfigError, LoraAdapterError, JSONInputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    n = sum(len(g["videos"]) for g in doc["groups"])
-    print(f"{len(doc['groups'])} groups, {n} videos, {len(doc['errors'])} bad prompt entries -> {cfg.out_json_path}")
     return 0
 
 

@@ -2,10 +2,18 @@
 
 * :func:`mse`, :func:`mse_per_image` -- masked MSE on [0, 1] images ``[N, C, H, W]``.
 * :class:`LPIPS`, :func:`load_lpips` -- LPIPS v0.1 (VGG16) in plain torch, [0, 1] inputs.
-* :func:`consistency_score` (mse + lpips), :func:`motion_norm` (camera motion), :func:`coverage`.
+* :func:`consistency_score` (mse + lpips), :func:`motion_norm` / :func:`motion_norm_released`
+  (camera motion), :func:`coverage`.
 """
 
-from .consistency import camera_centers, consistency_score, coverage, motion_norm, relative_rotation_angles
+from .consistency import (
+    camera_centers,
+    consistency_score,
+    coverage,
+    motion_norm,
+    motion_norm_released,
+    relative_rotation_angles,
+)
 from .lpips import (
     ENV_LIN_WEIGHTS,
     ENV_VGG_WEIGHTS,
@@ -33,6 +41,7 @@ __all__ = [
     "ENV_LIN_WEIGHTS",
     "consistency_score",
     "motion_norm",
+    "motion_norm_released",
     "camera_centers",
     "relative_rotation_angles",
     "coverage",

@@ -62,10 +62,12 @@ def test_label_smoothing_and_hinge():
     e0 = torch.zeros(2)
     # choose errors so that logits == z with beta 1: err_ref_w - err_w = z, loser term 0
     out = diffusion_dpo_loss_from_errors(-z, e0, e0, e0, beta=1.0, label_smoothing=0.1)
-    expected = (-(0.9) * F.logsigmoid(z) - 0.1 * F.logsigmoid(-z)).mean()
-    torch.testing.assert_close(out.loss, expected)
+    expected = -(0.9) * F.logsigmoid(z) - 0.1 * F.logsigmoid(-z)
+    torch.testing.assert_close(out.loss, expected.mean())
+    torch.testing.assert_close(out.losses, expected)  # per pair (validation averages these)
     out = diffusion_dpo_loss_from_errors(-z, e0, e0, e0, beta=1.0, loss_type="hinge")
     torch.testing.assert_close(out.loss, torch.relu(1 - z).mean())
+    torch.testing.assert_close(out.losses, torch.tensor([0.7, 2.2]))
 
 
 def test_gradients_reach_policy_only():

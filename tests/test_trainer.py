@@ -26,6 +26,8 @@ from train_dpo.trainer import (
     config_from_args,
     load_base_components,
     pad_latent_frames,
+    resolve_grad_accum,
+    resolve_num_devices,
     train,
 )
 
@@ -61,6 +63,7 @@ def make_synthetic_preferences(root: Path, n_groups=40, shape=(3, 4, 8, 12), shi
                     "seed": j,
                     "consistency_score": score,
                     "motion_norm": 0.1,
+                    "motion_norm_released": 0.1,
                     "latent_path": f"{gid}/v{j}.safetensors",
                 }
             )
@@ -418,32 +421,114 @@ def test_i2v_script_trains_and_adapter_changes_i2v_video(tiny_models, fixtures_d
     )
 
 
-def test_script_defaults_are_the_released_settings():
-    for model_dir, bs, ga in (
-        ("CogVideoX-5B_lora", 1, 2),
-        ("CogVideoX-I2V-5B_lora", 2, 1),
-        ("CogVideoX1.5-5B_lora", 1, 2),
-    ):
-        g = runpy.run_path(str(REPO / "train_dpo" / model_dir / "03_train.py"))
-        assert (g["BATCH_SIZE"], g["GRAD_ACCUM"]) == (bs, ga)
-        assert (g["LEARNING_RATE"], g["BETA"], g["MAX_STEPS"], g["WARMUP_STEPS"]) == (5e-6, 1.0, 10000, 500)
-        assert (g["MIN_GAP"], g["METRIC_THRESHOLD"], g["MOTION_THRESHOLD"]) == (0.05, 0.8, 0.001)
-        assert (g["CHECKPOINT_EVERY"], g["VAL_FRACTION"], g["LORA_RANK"], g["LORA_ALPHA"]) == (
-            1000,
-            0.02,
-            64,
-            128,
-        )
-        e = runpy.run_path(str(REPO / "train_dpo" / model_dir / "02_encode.py"))
-        assert (e["NUM_FRAMES"], e["HEIGHT"], e["WIDTH"]) == (
-            (81, 768, 1360) if "1.5" in model_dir else (49, 480, 720)
-        )
+RELEASED = {  # upstream train_dpo/<model>/03_train.py DEFAULT_CONFIG + configure_optimizers (VGGT era)
+    "CogVideoX-5B_lora": dict(batch_size=1, max_steps=10000, adam_weight_decay=0.01),
+    "CogVideoX-I2V-5B_lora": dict(batch_size=2, max_steps=10000, adam_weight_decay=0.01),
+    "CogVideoX1.5-5B_lora": dict(batch_size=1, max_steps=1500, adam_weight_decay=1e-3),
+}
+
+
+@pytest.mark.parametrize("model_dir", RELEASED)
+def test_script_defaults_are_the_released_settings(model_dir):
+    g = runpy.run_path(str(REPO / "train_dpo" / model_dir / "03_train.py"))
+    assert "GRAD_ACCUM" not in g  # derived from GLOBAL_BATCH
+    cfg = config_from_args(
+        build_train_argparser({k.lower(): v for k, v in g.items() if k.isupper() and k != "REPO_ROOT"})
+        .parse_args([])
+    )  # fmt: skip
+    for key, want in RELEASED[model_dir].items():
+        assert getattr(cfg, key) == want, key
+    assert cfg.global_batch == 16 and cfg.grad_accum is None
+    # the released run: 8 GPUs x batch x accumulation = 16 (T2V 8 x 1 x 2, I2V 8 x 2 x 1)
+    assert resolve_grad_accum(cfg, 8) == (16 // (8 * cfg.batch_size), 16)
+    assert (cfg.learning_rate, cfg.beta, cfg.warmup_steps, cfg.max_grad_norm) == (5e-6, 1.0, 500, 1.0)
+    assert (cfg.min_gap, cfg.metric_threshold, cfg.motion_threshold) == (0.05, None, 0.001)
+    assert cfg.motion_metric == "motion_norm_released"
+    assert (cfg.checkpoint_every, cfg.val_fraction, cfg.lora_rank, cfg.lora_alpha) == (1000, 0.02, 64, 128)
+    assert cfg.lora_targets == ("to_q", "to_k", "to_v", "to_out.0")
+    assert (cfg.adam_beta1, cfg.adam_beta2, cfg.adam_epsilon) == (0.9, 0.999, 1e-8)
+    e = runpy.run_path(str(REPO / "train_dpo" / model_dir / "02_encode.py"))
+    assert (e["NUM_FRAMES"], e["HEIGHT"], e["WIDTH"]) == (
+        (81, 768, 1360) if "1.5" in model_dir else (49, 480, 720)
+    )
+
+
+def test_cli_parsing_and_unknown_script_constants():
     cfg = config_from_args(
         build_train_argparser({"base_model": "m", "train_json": "j"}).parse_args(
-            ["--metric_threshold", "none", "--devices", "0,1", "--wandb"]
+            ["--metric_threshold", "0.8", "--devices", "0,1", "--wandb", "--grad_accum", "4",
+             "--global_batch", "none", "--motion_metric", "motion_norm"]
         )
-    )
-    assert cfg.metric_threshold is None and cfg.devices == [0, 1] and "wandb" in cfg.loggers
-    assert cfg.max_grad_norm == 1.0 and cfg.lora_targets == ("to_q", "to_k", "to_v", "to_out.0")
-    # the released training uses torch.optim.AdamW's defaults
-    assert (cfg.adam_beta1, cfg.adam_beta2, cfg.adam_weight_decay, cfg.adam_epsilon) == (0.9, 0.999, 0.01, 1e-8)
+    )  # fmt: skip
+    assert cfg.metric_threshold == 0.8 and cfg.devices == [0, 1] and "wandb" in cfg.loggers
+    assert cfg.grad_accum == 4 and cfg.global_batch is None and cfg.motion_metric == "motion_norm"
+    with pytest.raises(ValueError, match="grad_acum"):
+        build_train_argparser({"grad_acum": 2})  # a misspelled constant is an error
+
+
+def test_global_batch_arithmetic(monkeypatch, caplog):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    got = [resolve_num_devices(d) for d in ("auto", -1, "-1", 8, "8", [0, 1, 2], "0,1", 1)]
+    assert got == [8, 8, 8, 8, 8, 3, 2, 1]
+    assert resolve_num_devices("auto", accelerator="cpu") == 1 and resolve_num_devices(-1, "cpu") == 1
+    with pytest.raises(ValueError):
+        resolve_num_devices(0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_num_devices("auto") == 1 == resolve_num_devices(-1)  # CPU: one process
+
+    def accum(devices, batch, nodes=1, **kw):
+        return resolve_grad_accum(DPOTrainConfig(batch_size=batch, num_nodes=nodes, **kw), devices)
+
+    assert accum(1, 1) == (16, 16) and accum(8, 1) == (2, 16)  # T2V: 1 GPU and the released 8
+    assert accum(1, 2) == (8, 16) and accum(8, 2) == (1, 16)  # I2V
+    assert accum(8, 1, nodes=2) == (1, 16)
+    for devices, batch, nodes in ((3, 1, 1), (8, 2, 2), (8, 4, 1)):
+        with pytest.raises(ValueError, match="not a multiple"):
+            accum(devices, batch, nodes)
+    assert accum(3, 1, global_batch=None) == (1, 3)
+    caplog.clear()
+    assert accum(1, 1, grad_accum=2) == (2, 2)  # explicit accumulation wins, with a warning
+    assert "overrides GLOBAL_BATCH 16" in caplog.text and "global batch 2" in caplog.text
+    caplog.clear()
+    assert accum(8, 1, grad_accum=2) == (2, 16) and "overrides" not in caplog.text
+
+
+def test_global_batch_that_does_not_divide_exits_2(tmp_path, caplog):
+    main = runpy.run_path(str(REPO / "train_dpo" / "CogVideoX-I2V-5B_lora" / "03_train.py"))["main"]
+    rc = main(["--base_model", str(tmp_path / "not_loaded"), "--train_json", str(tmp_path / "x.json"),
+               "--accelerator", "cpu", "--devices", "3"])  # fmt: skip
+    assert rc == 2  # before any model is loaded
+    assert "global batch 16 is not a multiple of 3 device(s) x 1 node(s) x batch size 2 = 6" in caplog.text
+
+
+def test_cogvideox15_weight_decay_reaches_adamw(tiny_models):
+    g = runpy.run_path(str(REPO / "train_dpo" / "CogVideoX1.5-5B_lora" / "03_train.py"))
+    transformer, scheduler, sf = load_base_components(tiny_models["cogvideox1.5-t2v"])
+    cfg = _small_cfg(adam_weight_decay=g["ADAM_WEIGHT_DECAY"])
+    module = VideoDPOModule(transformer, scheduler, cfg, sf)
+    opt = module.configure_optimizers()["optimizer"]
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 1e-3
+
+
+def test_validation_loss_is_the_configured_loss_hinge(tiny_models, tmp_path, caplog):
+    """Hinge loss relu(1 - z): with |z| < 1 the validation loss is 1 - mean(z) (the old code
+    reported -log sigmoid(z) whatever the loss); the global batch is derived and logged."""
+    data = make_synthetic_preferences(tmp_path / "data", n_groups=8)
+    cfg = _small_cfg(
+        base_model=str(tiny_models["cogvideox-t2v"]), train_json=str(data), output_dir=str(tmp_path / "out"),
+        loss_type="hinge", learning_rate=1e-4, max_steps=2, global_batch=2, val_fraction=0.25, val_every=1,
+        checkpoint_every=2, gradient_checkpointing=False,
+    )  # fmt: skip
+    caplog.set_level("INFO")
+    res = train(cfg)
+    assert res.trainer.accumulate_grad_batches == 2 and res.trainer.global_step == 2
+    want = "global batch: 2 pairs per optimiser step = 1 device(s) x 1 node(s) x batch size 1 x accumulation"
+    assert want + " 2" in caplog.text
+    saved = json.loads((tmp_path / "out" / "train_config.json").read_text())["batch"]
+    assert saved == {"global_batch": 2, "devices": 1, "num_nodes": 1, "batch_size": 1, "grad_accum": 2}
+    assert [h["step"] for h in res.val_history] == [1, 2]
+    for h in res.val_history:
+        assert h["val_pairs"] == 2 and 0 < abs(h["reward_margin"]) < 1
+        assert h["loss"] == pytest.approx(1.0 - h["reward_margin"], abs=1e-6)
+        assert abs(h["loss"] - math.log(2)) > 0.2  # not the sigmoid loss

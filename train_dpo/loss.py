@@ -60,6 +60,8 @@ class DPOLossOutput:
 
     Attributes:
         loss: scalar, mean over the batch (the value to back-propagate).
+        losses: ``[B]`` per-pair loss of the chosen ``loss_type`` / ``label_smoothing``
+            (``loss = losses.mean()``).
         logits: ``[B]`` ``beta * ((e_ref_w - e_w) - (e_ref_l - e_l))`` (= reward margin per pair).
         reward_margin: scalar, ``logits.mean()`` (detached).
         accuracy: scalar in [0, 1], fraction of pairs with ``logits > 0`` (detached).
@@ -69,6 +71,7 @@ class DPOLossOutput:
     """
 
     loss: torch.Tensor
+    losses: torch.Tensor
     logits: torch.Tensor
     reward_margin: torch.Tensor
     accuracy: torch.Tensor
@@ -165,6 +168,7 @@ def diffusion_dpo_loss_from_errors(
         margin = logits.detach().mean()
     return DPOLossOutput(
         loss=losses.mean(),
+        losses=losses,
         logits=logits,
         reward_margin=margin,
         accuracy=accuracy,

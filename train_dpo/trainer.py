@@ -53,8 +53,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from train_dpo.dataset import PairSelectionConfig, load_preference_datasets
+from train_dpo.dataset import MOTION_METRICS, PairSelectionConfig, load_preference_datasets
 from train_dpo.loss import DPOLossOutput, diffusion_dpo_loss
+from train_dpo.resumable_loader import ResumableDataLoader
 from utils.io_utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ __all__ = [
     "VideoDPOModule",
     "DPOCheckpointCallback",
     "check_batch_fits_model",
+    "resolve_num_devices",
+    "resolve_grad_accum",
     "TrainResult",
     "load_base_components",
     "train",
@@ -83,14 +86,19 @@ __all__ = [
 
 @dataclass
 class DPOTrainConfig:
-    """Everything one DPO run needs. Defaults are the released VideoGPA training settings
-    (CogVideoX-5B T2V; the I2V script uses batch size 2 and no accumulation).
+    """Everything one DPO run needs. Defaults are the released VideoGPA training settings of
+    CogVideoX-5B T2V (upstream ``train_dpo/CogVideoX-5B_lora/03_train.py:DEFAULT_CONFIG``; the
+    per-model scripts set the others: I2V batch size 2, CogVideoX1.5 1,500 steps and weight decay
+    1e-3).
 
     Data: ``train_json`` is the encoded JSON of ``02_encode.py``; paths in it are relative to
     ``base_path`` (None: the JSON's folder, joined with its ``"video_root"`` when present).
     Pair selection: see :mod:`train_dpo.dataset`. Optimiser: AdamW on the LoRA weights only, cosine
-    schedule with ``warmup_steps`` linear warm-up over ``max_steps`` optimiser steps; the effective
-    batch is ``batch_size x grad_accum x devices x num_nodes`` pairs. ``precision`` None:
+    schedule with ``warmup_steps`` linear warm-up over ``max_steps`` optimiser steps.
+    Batch: ``global_batch`` pairs per optimiser step = ``batch_size`` (per device) x devices x
+    ``num_nodes`` x gradient accumulation; the accumulation is derived from it
+    (:func:`resolve_grad_accum`; the released run: 8 GPUs x 1 x 2 = 16, I2V 8 x 2 x 1) unless
+    ``grad_accum`` is given. ``precision`` None:
     ``"bf16-mixed"`` on CUDA (base weights stored in bf16, LoRA weights in fp32), ``"32-true"`` on
     CPU. ``devices``: int, list or ``"auto"``; DDP is used when more than one device or node.
     ``resume``: None, ``"auto"`` (``output_dir/lightning/last.ckpt`` if present) or a ``.ckpt`` path.
@@ -105,8 +113,9 @@ class DPOTrainConfig:
     metric_name: str = "consistency_score"
     metric_mode: str = "min"
     min_gap: float = 0.05
-    metric_threshold: float | None = 0.8
+    metric_threshold: float | None = None
     motion_threshold: float | None = 0.001
+    motion_metric: str = "motion_norm_released"
     val_fraction: float = 0.02
     split_seed: int = 0
     # objective
@@ -117,10 +126,11 @@ class DPOTrainConfig:
     learning_rate: float = 5e-6
     max_steps: int = 10000
     warmup_steps: int = 500
+    global_batch: int | None = 16
     batch_size: int = 1
-    grad_accum: int = 2
+    grad_accum: int | None = None
     max_grad_norm: float = 1.0
-    # AdamW as in the released VideoGPA training (torch.optim.AdamW defaults)
+    # AdamW as in the released VideoGPA training (torch.optim.AdamW defaults; CogVideoX1.5: 1e-3 decay)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_weight_decay: float = 0.01
@@ -159,6 +169,7 @@ class DPOTrainConfig:
             min_gap=self.min_gap,
             metric_threshold=self.metric_threshold,
             motion_threshold=self.motion_threshold,
+            motion_metric=self.motion_metric,
         )
 
 
@@ -356,6 +367,9 @@ def load_base_components(base_model: str | os.PathLike, dtype: torch.dtype = tor
     """
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 
+    from utils.hub import check_hub_model
+
+    check_hub_model(base_model, ("model_index.json",), "CogVideoX model", "--base_model")
     transformer = CogVideoXTransformer3DModel.from_pretrained(
         str(base_model), subfolder="transformer", torch_dtype=dtype
     )
@@ -406,6 +420,7 @@ class VideoDPOModule(pl.LightningModule):
         self.strict_loading = False  # checkpoints carry only the LoRA weights
         self._rotary_cache: dict = {}
         self._train_gen: torch.Generator | None = None
+        self._micro_step, self._micro = -1, 0
         self._val_buf: list[torch.Tensor] = []
         self.val_history: list[dict[str, float]] = []
         self.save_hyperparameters({"config": _jsonable(asdict(cfg))})
@@ -473,8 +488,14 @@ class VideoDPOModule(pl.LightningModule):
         self._train_gen = torch.Generator().manual_seed(seed)
 
     def training_step(self, batch, batch_idx):
-        if self._train_gen is None:
-            self.on_train_start()
+        # noise and timesteps of each micro-batch are a function of (seed, rank, optimiser step,
+        # micro-batch within the step), so a run resumed from last.ckpt draws what an
+        # uninterrupted run would have drawn
+        step = int(self.global_step)
+        self._micro = self._micro + 1 if self._micro_step == step else 0
+        self._micro_step = step
+        seed = int(self.cfg.seed) * 1_000_003 + 7919 * int(self.global_rank) + 104_729 * step + self._micro
+        self._train_gen = torch.Generator().manual_seed(seed)
         out = self.dpo_step(batch, self._train_gen)
         bsz = batch["latents_w"].shape[0]
         metrics = {f"train/{k}": v for k, v in out.metrics().items()}
@@ -494,7 +515,7 @@ class VideoDPOModule(pl.LightningModule):
             on_step=False, on_epoch=True, batch_size=bsz, sync_dist=True,
         )  # fmt: skip
         self._val_buf.append(
-            torch.stack([out.logits.detach().float(), out.loss.detach().float().expand_as(out.logits)], 1)
+            torch.stack([out.logits.detach().float(), out.losses.detach().float()], 1)
         )
         return out.loss
 
@@ -507,13 +528,13 @@ class VideoDPOModule(pl.LightningModule):
         buf = torch.cat(self._val_buf, 0)
         if self.trainer is not None and self.trainer.world_size > 1:
             buf = self.all_gather(buf).reshape(-1, 2)
-        logits = buf[:, 0]
+        logits, losses = buf[:, 0], buf[:, 1]
         entry = {
             "step": int(self.global_step),
             "val_pairs": int(logits.numel()),
             "accuracy": float((logits > 0).float().mean()),
             "reward_margin": float(logits.mean()),
-            "loss": float(-torch.nn.functional.logsigmoid(logits).mean()),
+            "loss": float(losses.mean()),  # the configured loss (sigmoid/hinge, label smoothing)
         }
         self.val_history.append(entry)
         self._val_buf = []
@@ -670,18 +691,88 @@ def _make_loggers(cfg: DPOTrainConfig, out: Path):
     return loggers or False
 
 
-def _strategy(cfg: DPOTrainConfig):
+def resolve_num_devices(devices: Any, accelerator: str = "auto") -> int:
+    """How many training processes per node Lightning starts for ``devices``.
+
+    Args:
+        devices: as ``pl.Trainer(devices=...)``: ``"auto"``, an int (``-1``: every GPU), a list of
+            GPU indices, or a string of one of these (``"2"``, ``"0,1,2"``).
+        accelerator: ``"auto"``/``"gpu"``/``"cuda"`` use CUDA when available; otherwise CPU.
+
+    Returns:
+        int >= 1: the list length, the int, or for ``"auto"``/``-1`` the visible CUDA devices
+        (CUDA in use) or 1 (CPU).
+
+    Raises:
+        ValueError: 0 or a negative count other than -1, or an unparsable string.
+    """
+    use_cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "auto":
+            return max(1, torch.cuda.device_count()) if use_cuda else 1
+        if "," in text:
+            return len([x for x in text.split(",") if x.strip()])
+        try:
+            devices = int(text)
+        except ValueError:
+            raise ValueError(f"devices must be 'auto', an int or a list like 0,1; got {devices!r}") from None
+    if isinstance(devices, (list, tuple)):
+        if not devices:
+            raise ValueError("devices is an empty list")
+        return len(devices)
+    n = int(devices)
+    if n == -1:
+        return max(1, torch.cuda.device_count()) if use_cuda else 1
+    if n < 1:
+        raise ValueError(f"devices must be >= 1, -1 or 'auto'; got {devices!r}")
+    return n
+
+
+def resolve_grad_accum(cfg: DPOTrainConfig, num_devices: int) -> tuple[int, int]:
+    """Gradient accumulation and the resulting global batch (pairs per optimiser step).
+
+    ``cfg.grad_accum`` None: ``global_batch / (num_devices x num_nodes x batch_size)``, which must
+    divide. An explicit ``cfg.grad_accum`` is used as given, with a warning when it changes the
+    global batch. ``global_batch`` None and ``grad_accum`` None: accumulation 1.
+
+    Returns:
+        ``(grad_accum, global_batch)``.
+
+    Raises:
+        ValueError: batch size, accumulation or global batch < 1, or a global batch that the
+            processes x per-device batch do not divide (the message says what to change).
+    """
+    if cfg.batch_size < 1 or cfg.num_nodes < 1:
+        raise ValueError(f"batch_size and num_nodes must be >= 1, got {cfg.batch_size} and {cfg.num_nodes}")
+    per_step = num_devices * cfg.num_nodes * cfg.batch_size
+    how = f"{num_devices} device(s) x {cfg.num_nodes} node(s) x batch size {cfg.batch_size} = {per_step}"
+    if cfg.grad_accum is not None:
+        if cfg.grad_accum < 1:
+            raise ValueError(f"grad_accum must be >= 1, got {cfg.grad_accum}")
+        total = per_step * cfg.grad_accum
+        if cfg.global_batch is not None and total != cfg.global_batch:
+            logger.warning(
+                "--grad_accum %d overrides GLOBAL_BATCH %d: %s pairs per micro-step -> global batch %d",
+                cfg.grad_accum, cfg.global_batch, how, total,
+            )  # fmt: skip
+        return cfg.grad_accum, total
+    if cfg.global_batch is None:
+        return 1, per_step
+    if cfg.global_batch < 1:
+        raise ValueError(f"global_batch must be >= 1, got {cfg.global_batch}")
+    if cfg.global_batch % per_step:
+        raise ValueError(
+            f"global batch {cfg.global_batch} is not a multiple of {how} pairs per micro-step; "
+            "change --global_batch, --batch_size or the device count, or give --grad_accum explicitly"
+        )
+    return cfg.global_batch // per_step, cfg.global_batch
+
+
+def _strategy(cfg: DPOTrainConfig, num_devices: int):
     if cfg.strategy:
         return cfg.strategy
-    devices = cfg.devices
-    if isinstance(devices, str) and devices != "auto":
-        devices = int(devices) if devices.lstrip("-").isdigit() else devices
-    n = devices
-    if devices == "auto":
-        n = torch.cuda.device_count() if _use_cuda(cfg) else 1
-    elif isinstance(devices, (list, tuple)):
-        n = len(devices)
-    if (isinstance(n, int) and (n > 1 or n == -1)) or cfg.num_nodes > 1:
+    if num_devices > 1 or cfg.num_nodes > 1:
         from pytorch_lightning.strategies import DDPStrategy
 
         return DDPStrategy(find_unused_parameters=False)
@@ -748,6 +839,12 @@ def train(
         the filters; bad settings. FileNotFoundError: ``resume`` path missing.
     """
     t0 = time.time()
+    num_devices = resolve_num_devices(cfg.devices, cfg.accelerator)
+    grad_accum, global_batch = resolve_grad_accum(cfg, num_devices)  # before any slow loading
+    logger.info(
+        "global batch: %d pairs per optimiser step = %d device(s) x %d node(s) x batch size %d x "
+        "accumulation %d", global_batch, num_devices, cfg.num_nodes, cfg.batch_size, grad_accum,
+    )  # fmt: skip
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -783,13 +880,12 @@ def train(
     loader_kw = dict(
         num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, pin_memory=_use_cuda(cfg)
     )
-    train_dl = DataLoader(
-        train_ds,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        drop_last=len(train_ds) >= cfg.batch_size,
-        **loader_kw,
-    )
+    # single process: an order fixed by (seed, epoch) that resumes mid-epoch (train_dpo/resumable_loader.py)
+    distributed = _strategy(cfg) != "auto"
+    train_dl = (DataLoader(train_ds, shuffle=True, batch_size=cfg.batch_size,
+                           drop_last=len(train_ds) >= cfg.batch_size, **loader_kw) if distributed else
+                ResumableDataLoader(train_ds, cfg.batch_size, cfg.seed,
+                                    drop_last=len(train_ds) >= cfg.batch_size, **loader_kw))  # fmt: skip
     val_dl = (
         DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, **loader_kw) if len(val_ds) else None
     )
@@ -798,14 +894,14 @@ def train(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
-        strategy=_strategy(cfg),
+        strategy=_strategy(cfg, num_devices),
         precision=precision,
         max_steps=cfg.max_steps,
         max_epochs=-1,
-        accumulate_grad_batches=cfg.grad_accum,
+        accumulate_grad_batches=grad_accum,
         gradient_clip_val=cfg.max_grad_norm if cfg.max_grad_norm and cfg.max_grad_norm > 0 else None,
         gradient_clip_algorithm="norm",
-        val_check_interval=max(1, val_every * cfg.grad_accum) if val_dl is not None else None,
+        val_check_interval=max(1, val_every * grad_accum) if val_dl is not None else None,
         check_val_every_n_epoch=None,
         limit_val_batches=cfg.limit_val_batches if val_dl is not None else 0,
         num_sanity_val_steps=0,
@@ -819,7 +915,10 @@ def train(
         use_distributed_sampler=True,
     )
     if trainer.is_global_zero:
-        info = {"config": _jsonable(asdict(cfg)), "data": _jsonable(stats), "precision": precision}
+        batch = {"global_batch": global_batch, "devices": num_devices, "num_nodes": cfg.num_nodes,
+                 "batch_size": cfg.batch_size, "grad_accum": grad_accum}  # fmt: skip
+        info = {"config": _jsonable(asdict(cfg)), "data": _jsonable(stats), "precision": precision,
+                "batch": batch}  # fmt: skip
         atomic_write_json(out / "train_config.json", info)
     trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl, ckpt_path=resume)
     if trainer.is_global_zero:
@@ -845,6 +944,10 @@ def _none_or_float(s: str):
     return None if str(s).lower() in ("none", "off", "") else float(s)
 
 
+def _none_or_int(s: str):
+    return None if str(s).lower() in ("none", "off", "auto", "") else int(s)
+
+
 def _devices(s: str):
     if s == "auto":
         return s
@@ -854,11 +957,18 @@ def _devices(s: str):
 
 
 def build_train_argparser(defaults: dict[str, Any] | None = None, description: str | None = None):
-    """argparse parser over every :class:`DPOTrainConfig` field; ``defaults`` override the dataclass's."""
+    """argparse parser over every :class:`DPOTrainConfig` field; ``defaults`` override the dataclass's.
+
+    Raises:
+        ValueError: a key of ``defaults`` (a script constant, lower-cased) names no setting.
+    """
     d = {
         f.name: (f.default if f.default is not MISSING else f.default_factory())
         for f in fields(DPOTrainConfig)
     }
+    unknown = sorted(set(defaults or {}) - set(d))
+    if unknown:
+        raise ValueError(f"unknown training setting(s) {unknown} (misspelled script constant?)")
     d.update(defaults or {})
     p = argparse.ArgumentParser(description=description or "Diffusion-DPO LoRA training for CogVideoX.")
     a = p.add_argument
@@ -875,6 +985,8 @@ def build_train_argparser(defaults: dict[str, Any] | None = None, description: s
     a("--min_gap", type=float, default=d["min_gap"])
     a("--metric_threshold", type=_none_or_float, default=d["metric_threshold"], help="'none' disables")
     a("--motion_threshold", type=_none_or_float, default=d["motion_threshold"], help="'none' disables")
+    a("--motion_metric", choices=MOTION_METRICS, default=d["motion_metric"],
+      help="video key the motion threshold applies to (motion_norm_released: released)")  # fmt: skip
     a("--val_fraction", type=float, default=d["val_fraction"])
     a("--split_seed", type=int, default=d["split_seed"])
     a("--beta", type=float, default=d["beta"], help="= Diffusion-DPO beta_dpo / 2")
@@ -883,8 +995,11 @@ def build_train_argparser(defaults: dict[str, Any] | None = None, description: s
     a("--learning_rate", "--lr", type=float, default=d["learning_rate"])
     a("--max_steps", type=int, default=d["max_steps"])
     a("--warmup_steps", type=int, default=d["warmup_steps"])
-    a("--batch_size", type=int, default=d["batch_size"])
-    a("--grad_accum", type=int, default=d["grad_accum"])
+    a("--global_batch", type=_none_or_int, default=d["global_batch"],
+      help="pairs per optimiser step over all devices and nodes; sets the accumulation")  # fmt: skip
+    a("--batch_size", type=int, default=d["batch_size"], help="pairs per device per micro-step")
+    a("--grad_accum", type=_none_or_int, default=d["grad_accum"],
+      help="explicit accumulation (overrides --global_batch; default: derived from it)")  # fmt: skip
     a("--max_grad_norm", type=float, default=d["max_grad_norm"])
     a("--adam_beta1", type=float, default=d["adam_beta1"])
     a("--adam_beta2", type=float, default=d["adam_beta2"])
@@ -934,8 +1049,11 @@ def run_train_cli(argv=None, defaults: dict[str, Any] | None = None, description
     """Parse ``argv`` over ``defaults`` and :func:`train`; returns 0, or 2 on bad input."""
     from utils.io_utils import JSONInputError
 
+    from utils.log_filters import quiet_expected_messages
+
     args = build_train_argparser(defaults, description).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_expected_messages()
     if not args.base_model or not args.train_json:
         logger.error("--base_model and --train_json are required")
         return 2

@@ -11,10 +11,12 @@ Input JSON (``INPUT_JSON``; video paths relative to ``BASE_PATH``, absolute ones
                  "videos": [{"video_path": "x/seed0.mp4", "seed": 0}, ...]}, ...], ...}
 
 or a plain list of such groups. Output JSON (``OUTPUT_JSON``): the input with, per video,
-``consistency_score`` (mse + lpips, lower = more 3-D consistent), ``motion_norm``, ``mse``,
-``lpips`` (null with ``--no_lpips``), ``coverage``; or ``"error": "<message>"`` for a video that
-could not be scored (missing/corrupt file, too few frames, no ``video_path``...). Every other key
-is preserved; a top-level ``"consistency_scorer"`` object (dict inputs only) records the settings.
+``consistency_score`` (mse + lpips, lower = more 3-D consistent), ``motion_norm``,
+``motion_norm_released``, ``mse``, ``lpips`` (null with ``--no_lpips``), ``coverage``, ``num_frames_used``; or
+``"error": "<message>"`` for a video that could not be scored (missing/corrupt file, too few
+frames, no ``video_path``...). Every other key
+is preserved; a top-level ``"consistency_scorer"`` object (dict inputs only) records the settings
+(including ``points_source``: ``POINTS_SOURCE = "point_head"`` is the released reward).
 
 Behaviour:
 * the output is rewritten atomically after every group, so an interrupted run loses at most the
@@ -26,14 +28,19 @@ Behaviour:
   than one), or independent shards (``--num_shards N --shard_index i`` each write
   ``<output>.shard<i>-of-<N>.json``; ``--merge`` joins them into the output);
 * ``--save_visuals DIR``: per video the reprojected frames (PNG), ``side_by_side.mp4`` (frame |
-  reprojection) and ``point_cloud.ply`` (binary little-endian: float x, y, z, uchar r, g, b);
+  reprojection), both at the video's own size, and ``point_cloud.ply`` (binary little-endian: float
+  x, y, z, uchar r, g, b; at most 200,000 points, a seeded random subsample, see
+  ``pipelines.process_video.save_visuals``);
 * LPIPS needs the VGG16 + LPIPS v0.1 weights (``--lpips_vgg_weights`` / ``--lpips_lin_weights``,
   env ``VIDEOGPA_LPIPS_VGG_WEIGHTS`` / ``VIDEOGPA_LPIPS_LIN_WEIGHTS``, or downloaded to the torch hub
   cache); when unavailable the run stops before scoring with instructions, unless ``--no_lpips``.
 
+A video with fewer decodable frames than ``NUM_FRAMES`` (but at least 2) is scored with all of its
+frames, recorded as ``num_frames_used``, with one warning per run naming how many videos.
+
 Exit codes: 0 done (individual video failures are recorded, not fatal); 2 bad input / settings
 (malformed or missing JSON, wrong structure, LPIPS weights unavailable, settings mismatch);
-1 a worker crashed. Run as ``python train_dpo/video_scorer.py`` or ``python -m train_dpo.video_scorer``.
+1 a worker crashed, or no video of the run could be scored (the first error is printed). Run as ``python train_dpo/video_scorer.py`` or ``python -m train_dpo.video_scorer``.
 """
 
 from __future__ import annotations
@@ -52,6 +59,9 @@ import logging  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Iterable  # noqa: E402
 
+from utils.launcher import SHARD_HELP, launch_info  # noqa: E402
+from utils.log_filters import quiet_expected_messages  # noqa: E402
+
 # ------------------------------------------------------------------------------------------------
 # Configuration (every constant can be overridden on the command line)
 # ------------------------------------------------------------------------------------------------
@@ -60,6 +70,10 @@ OUTPUT_JSON = "outputs/candidates/groups_scored.json"  # same + scores
 BASE_PATH = None  # video paths are relative to this; None: the folder of INPUT_JSON
 NUM_FRAMES = 10  # frames sampled uniformly per video (first and last included)
 CONF_THRES = 0  # depth-confidence percentile filter in [0, 100); 0 keeps every point
+# "point_head": VGGT's point map reprojected with the camera head's cameras, black holes counted
+# (the released VideoGPA reward); "depth": depth head unprojected with the cameras, metrics on
+# covered pixels only. See pipelines/process_video.py.
+POINTS_SOURCE = "point_head"
 VGGT_MODEL = "facebook/VGGT-1B"  # hub id, local folder, or single weights file (+ VGGT_CONFIG)
 VGGT_CONFIG = None  # VGGT config (JSON path) for single-file VGGT_MODEL
 IMAGE_SIZE = 518  # square frame side fed to VGGT (multiple of 14)
@@ -69,7 +83,7 @@ LPIPS_LIN_WEIGHTS = None  # None: $VIDEOGPA_LPIPS_LIN_WEIGHTS, else PerceptualSi
 LPIPS_WEIGHT = 1.0  # consistency_score = mse + LPIPS_WEIGHT * lpips
 VISUALS_FPS = 2.0  # frame rate of the side-by-side visual mp4
 
-SCORE_KEYS = ("consistency_score", "motion_norm", "mse", "lpips", "coverage")
+SCORE_KEYS = ("consistency_score", "motion_norm", "motion_norm_released", "mse", "lpips", "coverage", "num_frames_used")
 SETTINGS_KEY = "consistency_scorer"
 
 logger = logging.getLogger("video_scorer")
@@ -111,6 +125,10 @@ def build_argparser() -> argparse.ArgumentParser:
     p.add_argument(
         "--conf_thres", type=float, default=CONF_THRES, help="confidence percentile filter [0, 100)"
     )
+    p.add_argument(
+        "--points_source", choices=("point_head", "depth"), default=POINTS_SOURCE,
+        help="point_head: the released reward (point map, black holes); depth: depth head, covered pixels",
+    )  # fmt: skip
     p.add_argument("--vggt_model", default=VGGT_MODEL, help="hub id, folder or weights file")
     p.add_argument("--vggt_config", default=VGGT_CONFIG, help="VGGT config JSON for a single weights file")
     p.add_argument("--image_size", type=int, default=IMAGE_SIZE, help="square frame side (multiple of 14)")
@@ -119,8 +137,10 @@ def build_argparser() -> argparse.ArgumentParser:
         default=",".join(DEVICES) if DEVICES else None,
         help="comma-separated devices, one worker each (default: all CUDA devices, else cpu)",
     )
-    p.add_argument("--num_shards", type=int, default=1, help="split the groups into N shards")
-    p.add_argument("--shard_index", type=int, default=0, help="which shard this process scores")
+    launch = launch_info()
+    p.add_argument("--num_shards", type=int, default=launch.num_shards,
+                   help=f"split the groups into N shards ({SHARD_HELP})")
+    p.add_argument("--shard_index", type=int, default=launch.shard_index, help="which shard this process scores")
     p.add_argument(
         "--merge",
         nargs="*",
@@ -224,6 +244,7 @@ def _settings(args) -> dict[str, Any]:
     return {
         "num_frames": int(args.num_frames),
         "conf_thres": float(args.conf_thres),
+        "points_source": str(args.points_source),
         "image_size": int(args.image_size),
         "vggt_model": str(args.vggt_model),
         "lpips": not args.no_lpips,
@@ -294,10 +315,11 @@ def build_processor(args, device: str, lpips_module=None):
             )
         )
         lp = lp.to(device)
-    predictor = VGGTPredictor(args.vggt_model, device=torch.device(device), config=args.vggt_config)
+    predictor = VGGTPredictor(args.vggt_model, device=torch.device(device), config=args.vggt_config,
+                              drop_point_head=args.points_source != "point_head")  # fmt: skip
     return VideoProcessor(
-        predictor, lpips=lp, conf_thres=args.conf_thres, num_frames=args.num_frames,
-        image_size=args.image_size, lpips_weight=args.lpips_weight,
+        predictor, lpips=lp, conf_thres=args.conf_thres, points_source=args.points_source,
+        num_frames=args.num_frames, image_size=args.image_size, lpips_weight=args.lpips_weight,
     )  # fmt: skip
 
 
@@ -316,6 +338,7 @@ def score_video_entry(processor, video: dict, base: Path, visuals_dir: str | Non
     path = _resolve_video(base, vp)
     try:
         res = processor.score_video(path, return_visuals=visuals_dir is not None)
+        res["num_frames_used"] = res["num_frames"]  # fewer than --num_frames for a shorter video
         out = {k: res[k] for k in SCORE_KEYS}
         if visuals_dir is not None:
             from pipelines.process_video import save_visuals
@@ -368,9 +391,13 @@ def _configure_logging(level: str) -> None:
 
 
 def _default_devices() -> list[str]:
+    """Every visible CUDA device (one worker each); under torchrun/srun only this process's GPU."""
     import torch
 
     if torch.cuda.is_available():
+        local = launch_info().local_rank
+        if local is not None:
+            return [f"cuda:{local % torch.cuda.device_count()}"]
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     return ["cpu"]
 
@@ -427,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (0 ok, 1 worker crash, 2 bad input/settings)."""
     args = build_argparser().parse_args(argv)
     _configure_logging(args.log_level)
+    quiet_expected_messages()
     from metrics.lpips import LPIPSWeightsError, load_lpips
     from utils.io_utils import JSONInputError, atomic_write_json
 
@@ -539,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     if n_todo == 0:
         atomic_write_json(out_path, out)
         _summary(stats, time.perf_counter() - t_run, out_path)
-        return 0
+        return _outcome(group_of, args.num_frames, out_path)
 
     devices = (
         [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else _default_devices()
@@ -597,6 +625,22 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
     atomic_write_json(out_path, out)
     _summary(stats, time.perf_counter() - t_run, out_path)
+    return _outcome(group_of, args.num_frames, out_path)
+
+
+def _outcome(group_of: dict, num_frames: int, out_path: Path) -> int:
+    """Warn once about videos scored with fewer frames; exit code 1 when no video has a score."""
+    videos = [(g, v) for g in group_of.values() for v in g["videos"]]
+    short = [v for _, v in videos if _has_score(v) and (v.get("num_frames_used") or num_frames) < num_frames]
+    if short:
+        logger.warning("%d video(s) have fewer than --num_frames %d decodable frames and were scored with all of "
+                       "theirs (\"num_frames_used\" in %s), e.g. %s: %d frames", len(short), num_frames, out_path,
+                       short[0].get("video_path"), short[0]["num_frames_used"])  # fmt: skip
+    if videos and not any(_has_score(v) for _, v in videos):
+        g, v = next(((g, v) for g, v in videos if v.get("error")), videos[0])
+        print(f"error: none of the {len(videos)} video(s) could be scored; first error "
+              f"(group {g.get('group_id', '?')}, {v.get('video_path')}): {v.get('error')}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -648,10 +692,8 @@ def _run_multi_device(args, devices: list[str], todo: dict, record, write) -> in
 def _summary(stats: dict, wall: float, out_path: Path) -> None:
     n = stats["scored"] + stats["failed"]
     per = stats["seconds"] / n if n else 0.0
-    msg = (f"scored {stats['scored']}, skipped {stats['skipped']}, failed {stats['failed']}; "
-           f"{per:.2f} s/video, wall {wall:.1f} s; output {out_path}")  # fmt: skip
-    logger.info(msg)
-    print(msg)
+    print(f"scored {stats['scored']}, skipped {stats['skipped']}, failed {stats['failed']}; "
+          f"{per:.2f} s/video, wall {wall:.1f} s; output {out_path}")
 
 
 if __name__ == "__main__":

@@ -25,11 +25,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import torch
+
+from utils.io_utils import apply_umask, make_temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -408,7 +409,7 @@ def save_lora_adapter(
     state = get_lora_state_dict(model, adapter_name)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir.parent, prefix=f".{out_dir.name}.")
     old = None
     try:
         inference_mode = config.inference_mode
@@ -424,6 +425,7 @@ def save_lora_adapter(
         finally:
             config.inference_mode = inference_mode
         save_file(state, str(tmp / ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
+        apply_umask(tmp)  # safetensors writes 0600
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
             os.replace(out_dir, old)

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import torch
 
+from utils.io_utils import apply_umask
+
 logger = logging.getLogger(__name__)
 
 TINY_NAMES = ("cogvideox-t2v", "cogvideox-i2v", "cogvideox1.5-t2v", "vggt")
@@ -269,6 +271,7 @@ def build_tiny_cogvideox(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
         (tmp / "pipe" / "tiny_model_info.json").write_text(
             json.dumps({"kind": kind, "seed": seed, "note": "tiny random model for tests"}, indent=2)
         )
+        apply_umask(tmp / "pipe")  # safetensors writes 0600
         if out_dir.exists():
             shutil.rmtree(out_dir)
         (tmp / "pipe").rename(out_dir)

@@ -68,6 +68,9 @@ def _resolve(source: str, config) -> Tuple[Path, dict, str]:
         return path, _read_config(config), str(path)
     if _looks_like_path(str(source)):
         raise FileNotFoundError(f"VGGT weights not found: {source}")
+    from utils.hub import check_hub_model  # cached / offline / unreachable, said plainly and at once
+
+    check_hub_model(str(source), ("config.json", "model.safetensors", "model.pt"), "VGGT model", "--vggt_model")
 
     from huggingface_hub import hf_hub_download
     try:

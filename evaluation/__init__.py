@@ -1,0 +1,1 @@
+"""Evaluation of adapters against the base model: paired statistics (:mod:`evaluation.stats`)."""
