@@ -4,7 +4,10 @@ DA3 (``depth_anything_3``) predicts per frame a z-depth map with confidence and 
 ``extrinsics`` output is already camera-from-world (OpenCV axes, world = the reference view's
 camera frame; DA3's pose encoding itself is camera-to-world, the net inverts it), and its
 ``intrinsics`` are in pixels of the input with the centre of pixel (0, 0) at (0, 0), the
-:class:`pipelines.process_video.GeometryPrediction` conventions. Frames are ImageNet-normalised
+:class:`pipelines.process_video.GeometryPrediction` conventions. DA3 has no point head: its point
+map ``world_points`` is the depth unprojected with its own cameras (VideoGPA's
+``world_points_from_depth`` for DA3), so ``points_source="point_head"`` (the released reward) and
+``"depth"`` give the same cloud with DA3. Frames are ImageNet-normalised
 here; they are not resized: VideoGPA's released evaluation runs DA3 at 504 x 504 (its 518 px
 frames through :func:`depth_anything_3.resize_frames`), so resize the frames before scoring to
 reproduce it.
@@ -21,6 +24,7 @@ from typing import Any, Mapping
 import torch
 
 from depth_anything_3 import load_da3, normalize_images
+from vggt.utils.geometry import unproject_depth_map_to_point_map
 
 from .process_video import GeometryPrediction, _default_device
 
@@ -42,8 +46,11 @@ class DA3Predictor:
         ref_view_strategy: DA3's reference-view choice (``"saddle_balanced"``, as released).
 
     ``predict(images)``: float ``[T, 3, H, W]`` RGB in [0, 1], H and W multiples of 14 -> a
-    :class:`GeometryPrediction` at ``(H, W)`` (float32, on ``device``). Raises ValueError otherwise.
+    :class:`GeometryPrediction` at ``(H, W)`` (float32, on ``device``) with ``world_points``
+    ``[T, H, W, 3]`` (depth unprojected). Raises ValueError otherwise.
     """
+
+    has_point_map = True
 
     def __init__(self, model: Any = "depth-anything/DA3-LARGE", device: str | torch.device | None = None,
                  dtype: torch.dtype | None = None, config: Mapping | str | os.PathLike | None = None,
@@ -75,11 +82,12 @@ class DA3Predictor:
             x = x.to(self.dtype)
         out = self.model(x, ref_view_strategy=self.ref_view_strategy,
                          autocast_dtype=self.autocast_dtype)
-        # TODO(point map): when GeometryPrediction gains ``world_points``, fill it with
-        # vggt.utils.geometry.unproject_depth_map_to_point_map(depth, extrinsic, intrinsic).
+        depth = out["depth"][0].float()
+        extrinsic, intrinsic = out["extrinsics"][0].float(), out["intrinsics"][0].float()
         return GeometryPrediction(
-            depth=out["depth"][0].float(),
+            depth=depth,
             depth_conf=out["depth_conf"][0].float(),
-            extrinsic=out["extrinsics"][0].float(),
-            intrinsic=out["intrinsics"][0].float(),
+            extrinsic=extrinsic,
+            intrinsic=intrinsic,
+            world_points=unproject_depth_map_to_point_map(depth, extrinsic, intrinsic),
         ).validate(t, h, w)

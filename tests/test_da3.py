@@ -343,7 +343,24 @@ def test_predictor_on_real_video_is_deterministic(tiny_model):
     R = first.extrinsic[:, :, :3]
     torch.testing.assert_close(R @ R.transpose(1, 2), torch.eye(3).expand(3, 3, 3), rtol=0, atol=1e-5)
 
-    result = VideoProcessor(predictor, lpips=None).score_frames(frames)  # the scorer core runs on it
-    assert np.isfinite(result["consistency_score"]) and result["num_points"] == 3 * 84 * 84
+    assert torch.equal(first.world_points, second.world_points)
+
+    results = [VideoProcessor(predictor, lpips=None, points_source=src).score_frames(frames)
+               for src in ("point_head", "depth")]  # the same cloud: DA3's point map is its depth
+    assert results[0]["consistency_score"] == results[1]["consistency_score"]
+    assert np.isfinite(results[0]["consistency_score"]) and results[0]["num_points"] == 3 * 84 * 84
     with pytest.raises(ValueError, match="multiples of 14"):
         predictor.predict(torch.rand(2, 3, 50, 56))
+
+
+def test_predictor_matches_golden(tiny_model, golden):
+    """Images in [0, 1] -> GeometryPrediction with the reference's depth, cameras and VideoGPA's
+    world_points_from_depth."""
+    from pipelines.da3_predictor import DA3Predictor
+
+    case = "s10_28x42"
+    pred = DA3Predictor(tiny_model, device="cpu").predict(golden[f"{case}.images"][0])
+    for name, key in (("depth", "depth"), ("depth_conf", "depth_conf"), ("extrinsic", "extrinsics"),
+                      ("intrinsic", "intrinsics")):
+        torch.testing.assert_close(getattr(pred, name), golden[f"{case}.{key}"][0], **TOL)
+    torch.testing.assert_close(pred.world_points, golden[f"{case}.world_points_from_depth"], **TOL)
