@@ -16,7 +16,7 @@ from typing import Any
 
 from utils.io_utils import atomic_write_bytes, atomic_write_json
 
-__all__ = ["read_lightning_csv", "write_report"]
+__all__ = ["read_lightning_csv", "write_report", "plot_png"]
 
 # Curves drawn from the trainer's CSV log (``train_dpo/trainer.py`` logs these keys): (title, column).
 CURVES = (
@@ -62,7 +62,8 @@ def _pick(series: dict, names) -> tuple[str, list] | None:
     return None
 
 
-def _plot_png(path: Path, draw) -> None:
+def plot_png(path: Path, draw) -> None:
+    """Draw a figure with ``draw(plt) -> Figure`` (headless Agg backend) and write it as PNG atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,7 +92,7 @@ def _histogram(path: Path, scores: list[float], winners: list[float], losers: li
         ax.legend(fontsize=8)
         return fig
 
-    _plot_png(path, draw)
+    plot_png(path, draw)
 
 
 def _curves(path: Path, runs: dict[str, dict]) -> dict[str, list[str]]:
@@ -114,7 +115,7 @@ def _curves(path: Path, runs: dict[str, dict]) -> dict[str, list[str]]:
             ax.legend(fontsize=8)
         return fig
 
-    _plot_png(path, draw)
+    plot_png(path, draw)
     used: dict[str, list[str]] = {}
     for _, lines in panels:
         for label, col, _ in lines:
