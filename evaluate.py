@@ -5,7 +5,7 @@
     python evaluate.py --preset cogvideox-5b --arm dpo=checkpoints/VideoGPA-T2V-lora \\
         --arm mine=outputs/dpo/CogVideoX-5B_lora/final_lora --lora_weights 0.5,1.0
     python evaluate.py --preset cogvideox-5b-i2v --images_dir path/to/first_frames
-    python evaluate.py --score_only --videos_dir output/replicate --output_dir runs/eval_released
+    python evaluate.py --preset cogvideox-5b-i2v --score_only --videos_dir output/replicate --output_dir runs/eval_released
     python evaluate.py --summarize path/to/scores.csv --output_dir runs/summary
     for i in 0 1 2 3; do python evaluate.py --preset cogvideox-5b --num_shards 4 --shard_index $i --gpu_id $i & done; wait
     python evaluate.py --preset cogvideox-5b --num_shards 4 --merge

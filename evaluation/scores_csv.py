@@ -24,6 +24,7 @@ from utils.io_utils import atomic_write_bytes
 
 __all__ = [
     "METRICS",
+    "DESCRIPTIVE",
     "ID_COLUMNS",
     "EXTRA_COLUMNS",
     "COLUMNS",
@@ -51,6 +52,8 @@ METRICS: dict[str, bool] = {
 }
 # columns of the released scores.csv that are metrics under another name
 RELEASED_ALIASES = {"motion_score": "motion_norm"}
+# descriptive columns: reported and compared, but not quality metrics (no multiple-testing family, never "significant")
+DESCRIPTIVE = {"motion_norm", "coverage"}
 ID_COLUMNS = ("prompt_id", "prompt", "seed", "arm", "lora_weight", "video_path")
 EXTRA_COLUMNS = ("epipolar_pairs_skipped", "flow_valid_fraction")
 COLUMNS = ID_COLUMNS + tuple(METRICS) + EXTRA_COLUMNS + ("error",)

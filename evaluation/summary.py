@@ -7,8 +7,9 @@ weight, else ``dpo@w0.5``...). For every metric present:
 * per non-original condition vs ``original`` on the same ``(prompt_id, seed)`` (:func:`evaluation.stats.paired_comparison`):
   mean of ``arm - original`` with its bootstrap CI, win rate (share of pairs where the arm is better
   in the metric's direction, ties 1/2), two-sided Wilcoxon signed-rank p, and the Holm-adjusted p
-  over all (condition, metric) tests of the summary (:func:`evaluation.stats.holm_adjust`).
-  A comparison is *significant* when the Holm-adjusted p < 0.05 and the CI excludes 0.
+  over all (condition, quality metric) tests of the summary (:func:`evaluation.stats.holm_adjust`).
+  A comparison is *significant* when the Holm-adjusted p < 0.05 and the CI excludes 0. Camera
+  motion and coverage are descriptive: compared and reported, outside the Holm family, never significant.
 
 Any scores CSV works: this project's, or the released ``replicate_scorer.py`` output (columns
 ``prompt_id, video_name, ...``; seed, arm and weight come from the video name, ``motion_score`` is
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.layout import ORIGINAL, parse_video_name
-from evaluation.scores_csv import METRICS, RELEASED_ALIASES, read_scores, row_key
+from evaluation.scores_csv import DESCRIPTIVE, METRICS, RELEASED_ALIASES, read_scores, row_key
 from evaluation.stats import DEFAULT_RESAMPLES, holm_adjust, mean_ci, paired_comparison
 from utils.io_utils import atomic_write_bytes, atomic_write_json
 
@@ -80,6 +81,10 @@ def _lower_is_better(metric: str) -> bool:
     return METRICS[RELEASED_ALIASES.get(metric, metric)]
 
 
+def _descriptive(metric: str) -> bool:
+    return RELEASED_ALIASES.get(metric, metric) in DESCRIPTIVE
+
+
 def summarize_rows(rows: list[dict], n_resamples: int = DEFAULT_RESAMPLES, notes: list[str] | None = None) -> dict:
     """The summary dictionary (written as ``summary.json``) of scores rows (:func:`load_rows_any`)."""
     labels = _labels(rows)
@@ -94,6 +99,7 @@ def summarize_rows(rows: list[dict], n_resamples: int = DEFAULT_RESAMPLES, notes
         per_arm[c] = {
             "videos": len(rs),
             "errors": sum(1 for r in rs if r.get("error")),
+            "epipolar_pairs_skipped": sum(int(r.get("epipolar_pairs_skipped") or 0) for r in rs),
             "metrics": {m: mean_ci([r.get(m, math.nan) for r in rs], n_resamples=n_resamples).as_dict() for m in metrics},
         }
     comparisons: dict[str, dict] = {}
@@ -109,17 +115,18 @@ def summarize_rows(rows: list[dict], n_resamples: int = DEFAULT_RESAMPLES, notes
                 pc = paired_comparison([base[k].get(m, math.nan) for k in keys], [treated[k].get(m, math.nan) for k in keys],
                                        lower_is_better=_lower_is_better(m), n_resamples=n_resamples)
                 comparisons[c]["metrics"][m] = pc.as_dict()
-        tests = [(c, m) for c in comparisons for m in metrics]
-        adj = holm_adjust([comparisons[c]["metrics"][m]["wilcoxon_p"] for c, m in tests])
-        for (c, m), p in zip(tests, adj):
-            d = comparisons[c]["metrics"][m]
-            d["wilcoxon_p_holm"] = p
-            d["significant"] = bool(math.isfinite(p) and p < ALPHA and d["ci_excludes_zero"])
+        tests = [(c, m) for c in comparisons for m in metrics if not _descriptive(m)]
+        adj = dict(zip(tests, holm_adjust([comparisons[c]["metrics"][m]["wilcoxon_p"] for c, m in tests])))
+        for c in comparisons:
+            for m in metrics:
+                d, p = comparisons[c]["metrics"][m], adj.get((c, m), math.nan)
+                d["wilcoxon_p_holm"] = p
+                d["significant"] = bool(math.isfinite(p) and p < ALPHA and d["ci_excludes_zero"])
     return {
         "videos": len(rows),
         "errors": sum(1 for r in rows if r.get("error")),
         "conditions": order,
-        "metrics": {m: {"lower_is_better": _lower_is_better(m)} for m in metrics},
+        "metrics": {m: {"lower_is_better": _lower_is_better(m), "descriptive": _descriptive(m)} for m in metrics},
         "per_arm": per_arm,
         "vs_original": comparisons,
         "alpha": ALPHA,
@@ -139,6 +146,12 @@ def _p(x) -> str:
     return "-" if x is None or not math.isfinite(x) else (f"{x:.2g}" if x >= 1e-4 else f"{x:.1e}")
 
 
+def _direction(info: dict) -> str:
+    if info["descriptive"]:
+        return "(descriptive)"
+    return "(lower better)" if info["lower_is_better"] else "(higher better)"
+
+
 def _markdown(s: dict, plots: dict[str, str]) -> str:
     metrics = list(s["metrics"])
     lines = ["# Evaluation summary", "",
@@ -146,16 +159,18 @@ def _markdown(s: dict, plots: dict[str, str]) -> str:
              "CIs (BCa); comparisons are paired on (prompt, seed) against `original`.", ""]
     lines += [f"* {n}" for n in s["notes"]] + ([""] if s["notes"] else [])
     lines += ["## Per arm: mean [95 % CI]", "",
-              "| arm | videos | errors | " + " | ".join(f"{m} {'(lower better)' if s['metrics'][m]['lower_is_better'] else '(higher better)'}" for m in metrics) + " |",
-              "|---|---|---|" + "---|" * len(metrics)]
+              "epipolar: frame pairs with fewer than 20 SIFT matches are skipped (column `skipped pairs`).", "",
+              "| arm | videos | errors | skipped pairs | " + " | ".join(f"{m} {_direction(s['metrics'][m])}" for m in metrics) + " |",
+              "|---|---|---|---|" + "---|" * len(metrics)]
     for c in s["conditions"]:
         a = s["per_arm"][c]
         cells = [f"{_f(a['metrics'][m]['mean'])} [{_f(a['metrics'][m]['ci_low'])}, {_f(a['metrics'][m]['ci_high'])}]" for m in metrics]
-        lines.append(f"| {c} | {a['videos']} | {a['errors']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {c} | {a['videos']} | {a['errors']} | {a['epipolar_pairs_skipped']} | " + " | ".join(cells) + " |")
     if s["vs_original"]:
         lines += ["", "## Versus `original` (same prompt and seed)", "",
                   "diff = arm - original. win = share of pairs where the arm is better (ties 1/2). "
-                  "p = two-sided Wilcoxon signed-rank; p_holm = Holm-adjusted over every test in this table. "
+                  "p = two-sided Wilcoxon signed-rank; p_holm = Holm-adjusted over every quality-metric test in this "
+                  "table (camera motion and coverage are descriptive, outside the family). "
                   f"**bold** = significant (p_holm < {s['alpha']} and CI excludes 0).", ""]
         lines += ["| arm | metric | pairs | diff [95 % CI] | win rate | p | p_holm |", "|---|---|---|---|---|---|---|"]
         for c, comp in s["vs_original"].items():
@@ -203,9 +218,8 @@ def _plot_differences(out_dir: Path, rows: list[dict], summary: dict) -> dict[st
                     ax.scatter(i + rng.uniform(-0.12, 0.12, len(d)), d, s=10, alpha=0.6)
             ax.axhline(0.0, color="0.4", lw=1, ls="--")
             ax.set_xticks(range(len(conds)), conds)
-            better = "lower" if summary["metrics"][m]["lower_is_better"] else "higher"
             ax.set_ylabel(f"{m}: arm - original")
-            ax.set_title(f"{m} ({better} is better)", fontsize=9)
+            ax.set_title(f"{m} {_direction(summary['metrics'][m])}", fontsize=9)
             return fig
 
         name = f"paired_diff_{m}.png"
