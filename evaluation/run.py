@@ -112,6 +112,10 @@ def resolve_settings(args: argparse.Namespace, constants_arms: Mapping[str, str 
             arms[name.strip()] = path.strip() or None
         else:
             arms[spec] = arms.get(spec)  # validated by parse_arm_specs
+    from evaluation.scoring import GEOMETRY_MODELS
+
+    if s.geometry_model not in GEOMETRY_MODELS:
+        raise ValueError(f"--geometry_model {s.geometry_model!r}: choose from {GEOMETRY_MODELS}")
     notes = []
     if s.preset == "tiny":
         need_adapter = not arms.get("dpo") and not s.score_only
@@ -219,6 +223,7 @@ def run(s, arm_specs: dict, notes: list[str]) -> int:
     out_csv = shard_csv_path(csv_path, s.shard_index, s.num_shards) if sharded else csv_path
     rows: dict = {row_key(r): r for r in read_scores(out_csv)} if out_csv.is_file() else {}
     if s.score_only:
+        s.num_prompts = None  # prompt texts of every entry: the folder may hold any of them
         items = _prompt_items(s) if s.prompts_json or s.images_dir else []
         todo = _discover(s, {it.prompt_id: it.prompt for it in items})
         pids = sorted({k.prompt_id for k, _, _ in todo})
@@ -233,7 +238,11 @@ def run(s, arm_specs: dict, notes: list[str]) -> int:
         if k not in rows or rows[k].get("error"):
             rows[k] = r
     write_scores(out_csv, rows.values())
-    pending = [t for t in todo if row_key(_row(*t)) not in rows or (s.retry_errors and rows[row_key(_row(*t))].get("error"))]
+    def done(key) -> bool:
+        k = (key.prompt_id, key.seed, key.arm, key.lora_weight)
+        return k in rows and not (s.retry_errors and rows[k].get("error"))
+
+    pending = [t for t in todo if not done(t[0])]
     logger.info("%d video(s) to score, %d already in %s", len(pending), len(todo) - len(pending), out_csv)
     evaluator = _build_evaluator(s) if pending else None
     for key, prompt, path in tqdm(pending, desc="score", unit="video"):
