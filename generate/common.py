@@ -573,6 +573,9 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
     p.add_argument("--width", type=int, default=None, help="default: the checkpoint's (720; 1360 for 1.5)")
     p.add_argument("--fps", type=float, default=defaults["fps"])
     p.add_argument("--offload", choices=OFFLOAD_MODES, default="none", help="CPU offload to save GPU memory")
+    from generate.search_cli import add_search_arguments  # --best_of, --search beam, --verifier ...
+
+    add_search_arguments(p, defaults)
     return p
 
 
@@ -620,6 +623,9 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
     num_frames, height, width = resolve_video_size(
         read_model_defaults(args.base_model), args.num_frames, args.height, args.width
     )
+    from generate.search_cli import searcher_from_args
+
+    searcher = searcher_from_args(args, select_device(args.gpu_id))  # None: plain generation
     pipe = load_pipeline(
         args.base_model,
         kind,
@@ -647,6 +653,13 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
             name = slugify(Path(entry.image_path).stem)
         else:
             name = slugify(entry.prompt)
+        if searcher is not None:
+            failures += not searcher.generate_and_save(
+                pipe, prompt=entry.prompt, image=image, name=name, out_dir=out_dir, seed=args.seed, fps=args.fps,
+                num_frames=num_frames, height=height, width=width,
+                num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+            )
+            continue
         frames = generate_video(
             pipe,
             entry.prompt,
