@@ -128,7 +128,19 @@ def main(argv=None) -> int:
     ap.add_argument("--direct", default=",".join(map(str, DIRECT)), help="N,KEEP,BRANCH of the direct beam run ('' skips)")
     ap.add_argument("--out_dir", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--write", action="store_true", help="overwrite existing results")
+    ap.add_argument("--from_json", default=None, help="only print the table and redraw the plot of a results JSON")
     args = ap.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        m = saved["meta"]
+        _print(saved["summary"], m["ns"], m["prune_steps"], m["steps"])
+        png_path = Path(args.out_dir) / "test_time_search.png"
+        if png_path.exists() and not args.write:
+            print(f"not written: {png_path} exists (pass --write to overwrite)")
+        else:
+            _plot(saved["summary"], m["ns"], m["prune_steps"], m["steps"], png_path)
+            print(f"wrote {png_path}")
+        return 0
     ns = [int(x) for x in args.ns.split(",") if int(x) <= args.max_n]
     prune_ats = [float(x) for x in args.prune_at.split(",")]
     stops = sorted({prune_step(args.steps, p) for p in prune_ats})
@@ -268,7 +280,7 @@ def _plot(summary: dict, ns, stops, steps: int, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(summary["verifiers"])
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 6), squeeze=False)
     for ax, name in zip(axes[0], names):
         v = summary["verifiers"][name]
         ax.plot([v["best_of"][str(n)]["nfe"] / steps for n in ns], [v["best_of"][str(n)]["score"] for n in ns],
@@ -280,6 +292,9 @@ def _plot(summary: dict, ns, stops, steps: int, path: Path) -> None:
             ax.plot([pts[str(n)]["nfe"] / steps for n in ns], [pts[str(n)]["score"] for n in ns], "s--", label=label)
         direct = summary["direct_beam"]
         if name == VERIFIERS[0] and direct:
+            n0 = direct[0]["n"]
+            ax.plot(n0, np.mean([r["best_of_n_score"] for r in direct if r["prune_at"] == direct[0]["prune_at"]]),
+                    "P", ms=9, color="k", label=f"best-of-{n0} on seeds {SEED}..{SEED + n0 - 1}")
             for p in sorted({r["prune_at"] for r in direct}):
                 rows = [r for r in direct if r["prune_at"] == p]
                 ax.plot(rows[0]["nfe"] / steps, np.mean([r["score"] for r in rows]), "x", ms=9, mew=2,
@@ -290,7 +305,7 @@ def _plot(summary: dict, ns, stops, steps: int, path: Path) -> None:
         ax.set_ylabel(f"{name} of the chosen video (lower = better)")
         ax.set_title(f"verifier: {name}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     fig.suptitle("Test-time geometry search (N = " + ", ".join(map(str, ns)) + "; keep = max(1, N // 4))", fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()

@@ -625,7 +625,7 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
     )
     from generate.search_cli import searcher_from_args
 
-    searcher = searcher_from_args(args, select_device(args.gpu_id))  # None: plain generation
+    searcher = searcher_from_args(args)  # None: plain generation
     pipe = load_pipeline(
         args.base_model,
         kind,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from generate.common import GenerationConfigError, save_video
+from generate.common import GenerationConfigError, save_video, select_device
 from generate.partial_denoise import SearchError, prune_step
 from generate.search import SEARCH_MODES, SearchConfig, search_video
 from generate.verifiers import (
@@ -119,8 +119,10 @@ class Searcher:
         return True
 
 
-def searcher_from_args(args: argparse.Namespace, device) -> Searcher | None:
+def searcher_from_args(args: argparse.Namespace) -> Searcher | None:
     """The run's :class:`Searcher`, or None for plain generation (``--best_of 1`` without ``--search beam``).
+
+    The verifier's models are loaded on the generation device (``--gpu_id``, see ``select_device``).
 
     Raises:
         GenerationConfigError: bad search settings, or a verifier that cannot be built (exit code 2).
@@ -136,7 +138,7 @@ def searcher_from_args(args: argparse.Namespace, device) -> Searcher | None:
     except ValueError as e:
         raise GenerationConfigError(f"search settings: {e}") from e
     settings = VerifierSettings(
-        device=str(device), num_frames=args.verifier_frames, image_size=args.verifier_size,
+        device=str(select_device(args.gpu_id)), num_frames=args.verifier_frames, image_size=args.verifier_size,
         vggt_model=args.verifier_vggt_model, lpips=not args.verifier_no_lpips,
         lpips_vgg_weights=args.verifier_lpips_vgg_weights, lpips_lin_weights=args.verifier_lpips_lin_weights,
     )  # fmt: skip
