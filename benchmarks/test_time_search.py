@@ -24,6 +24,9 @@ so correlations and gains measure the code path, not a real model. With a GPU an
 
     python benchmarks/test_time_search.py [--write]   # writes benchmarks/results/test_time_search.{json,png}
 
+CPU time: about 17 s per prompt single-threaded (``OMP_NUM_THREADS=1``), dominated by VAE decodes;
+on a shared, oversubscribed CPU set ``OMP_NUM_THREADS=1`` (2 threads at load 10 took 25 min).
+
 Without ``--write`` existing results are not overwritten (the table is printed; files go to
 ``--out_dir`` only if absent).
 """
