@@ -634,6 +634,9 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
     p.add_argument("--width", type=int, default=None, help="default: the checkpoint's (720; 1360 for 1.5)")
     p.add_argument("--fps", type=float, default=defaults["fps"], help="frame rate of the written mp4")
     p.add_argument("--offload", choices=OFFLOAD_MODES, default="none", help="CPU offload to save GPU memory")
+    from generate.search_cli import add_search_arguments  # --best_of, --search beam, --verifier ...
+
+    add_search_arguments(p, defaults)
     return p
 
 
@@ -679,6 +682,13 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
         entries = [entry]
     if args.lora_path is not None:
         validate_adapter_dir(args.lora_path)
+    from generate.search_cli import searcher_from_args
+
+    searcher = searcher_from_args(args)  # None: plain generation
+    if searcher is not None and args.skip_existing:
+        raise GenerationConfigError(
+            "--skip_existing keeps plain videos; it cannot be combined with --best_of/--search"
+        )
     out_dir = Path(args.output_dir)
     if args.skip_existing:
         kept = [e for e in entries if not e.error and _is_fresh(_output_path(kind, e, out_dir, args.seed), args.lora_path)]
@@ -718,6 +728,13 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
                 logger.error("skipping %r: %s", entry.key, e)
                 failures += 1
                 continue
+        if searcher is not None:
+            failures += not searcher.generate_and_save(
+                pipe, prompt=entry.prompt, image=image, name=_output_name(kind, entry), out_dir=out_dir,
+                seed=args.seed, fps=args.fps, num_frames=num_frames, height=height, width=width,
+                num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+            )
+            continue
         frames = generate_video(
             pipe,
             entry.prompt,
@@ -734,10 +751,14 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _output_name(kind: str, entry: PromptEntry) -> str:
+    """The video's base name: the prompt's slug (t2v) or the image's stem (i2v)."""
+    return slugify(Path(entry.image_path).stem) if kind == "i2v" else slugify(entry.prompt)
+
+
 def _output_path(kind: str, entry: PromptEntry, out_dir: Path, seed: int) -> Path:
-    """``<out_dir>/<name>_seed<seed>.mp4``: name = the prompt's slug (t2v) or the image's stem (i2v)."""
-    name = slugify(Path(entry.image_path).stem) if kind == "i2v" else slugify(entry.prompt)
-    return out_dir / f"{name}_seed{seed}.mp4"
+    """``<out_dir>/<name>_seed<seed>.mp4`` with ``name`` = :func:`_output_name`."""
+    return out_dir / f"{_output_name(kind, entry)}_seed{seed}.mp4"
 
 
 def _is_fresh(video: Path, lora_path: str | None) -> bool:

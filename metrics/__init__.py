@@ -4,6 +4,9 @@
 * :class:`LPIPS`, :func:`load_lpips` -- LPIPS v0.1 (VGG16) in plain torch, [0, 1] inputs.
 * :func:`consistency_score` (mse + lpips), :func:`motion_norm` / :func:`motion_norm_released`
   (camera motion), :func:`coverage`.
+* evaluation metrics: :func:`psnr`, :func:`ssim` (:mod:`metrics.psnr_ssim`), :func:`mvcs`
+  (:mod:`metrics.mvcs`), :func:`epipolar_error` (:mod:`metrics.epipolar`), :func:`temporal_lpips`,
+  :func:`flow_warp_error` (:mod:`metrics.temporal`).
 """
 
 from .consistency import (
@@ -25,7 +28,11 @@ from .lpips import (
     load_lpips,
     load_state_dict_file,
 )
+from .epipolar import epipolar_error
 from .mse import mse, mse_per_image
+from .mvcs import mvcs
+from .psnr_ssim import psnr, ssim
+from .temporal import flow_warp_error, temporal_lpips
 
 __all__ = [
     "mse",
@@ -45,4 +52,10 @@ __all__ = [
     "camera_centers",
     "relative_rotation_angles",
     "coverage",
+    "psnr",
+    "ssim",
+    "mvcs",
+    "epipolar_error",
+    "temporal_lpips",
+    "flow_warp_error",
 ]

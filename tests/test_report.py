@@ -54,7 +54,7 @@ def test_report_sections_and_figure_layout(tmp_path, monkeypatch):
         figs.append(fig)
         path.write_bytes(b"png")
 
-    monkeypatch.setattr(report, "_plot_png", capture)
+    monkeypatch.setattr(report, "plot_png", capture)
     groups = [{"group_id": f"{m}/g", "mode": m, "videos": [
         {"video_path": f"{m}{i}.mp4", "seed": i, "consistency_score": s} for i, s in enumerate(sc)]}
         for m, sc in (("t2v", [0.11, 0.2, 0.37]), ("i2v", [0.15, 0.52]))]

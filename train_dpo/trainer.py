@@ -881,7 +881,7 @@ def train(
         num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, pin_memory=_use_cuda(cfg)
     )
     # single process: an order fixed by (seed, epoch) that resumes mid-epoch (train_dpo/resumable_loader.py)
-    distributed = _strategy(cfg) != "auto"
+    distributed = _strategy(cfg, num_devices) != "auto"
     train_dl = (DataLoader(train_ds, shuffle=True, batch_size=cfg.batch_size,
                            drop_last=len(train_ds) >= cfg.batch_size, **loader_kw) if distributed else
                 ResumableDataLoader(train_ds, cfg.batch_size, cfg.seed,

@@ -19,8 +19,9 @@ silenced globally, and every other message of the same loggers still shows.
 * diffusers' ``torch_dtype`` deprecation FutureWarning (the argument is still the documented one
   for the diffusers versions this project supports).
 
-``quiet_tiny_model_messages()`` additionally drops the truncation report entirely: the tiny test
-models use a toy tokenizer whose token counts mean nothing.
+``quiet_tiny_model_messages()`` additionally drops the truncation report entirely (the tiny test
+models use a toy tokenizer whose token counts mean nothing) and our own "running on CPU in
+float32" warning, which says itself that it is fine for the tiny models.
 """
 
 from __future__ import annotations
@@ -104,3 +105,4 @@ def quiet_tiny_model_messages() -> None:
     for name in ("diffusers.pipelines.cogvideo.pipeline_cogvideox",
                  "diffusers.pipelines.cogvideo.pipeline_cogvideox_image2video"):
         _add_filter(name, DropMessages(_T5_TRUNCATED), f"t5-drop:{name}")
+    _add_filter("generate.common", DropMessages("running on CPU in float32"), "cpu-float32")

@@ -43,6 +43,7 @@ __all__ = [
     "read_adapter_config",
     "validate_adapter_dir",
     "load_lora_adapter",
+    "set_lora_scale",
     "get_lora_state_dict",
     "save_lora_adapter",
 ]
@@ -306,13 +307,35 @@ def load_lora_adapter(
             f"{weights}: loading left {len(missing)} LoRA weight(s) unset and {len(unexpected)} unused, "
             f"e.g. {(missing + unexpected)[0]!r}"
         )
-    for m in model.modules():
-        if isinstance(m, LoraLayer):
-            m.set_scale(adapter_name, float(scale))
+    set_lora_scale(model, scale, adapter_name)
     if merge:
         _merge_and_unload(model, adapter_name)
     logger.info("loaded LoRA adapter %s (scale %g%s)", folder, scale, ", merged" if merge else "")
     return transformer
+
+
+def set_lora_scale(transformer: torch.nn.Module, scale: float, adapter_name: str = "videogpa") -> int:
+    """Set the multiplier of an applied (unmerged) adapter: the delta becomes ``scale * alpha / r * B @ A``.
+
+    Args:
+        transformer: a model carrying the adapter (see :func:`load_lora_adapter`).
+        scale: LoRA weight (0 = base model, 1 = the adapter as trained).
+        adapter_name: the adapter's name inside the model.
+    Returns:
+        how many LoRA layers were set.
+    Raises:
+        ValueError: the model has no LoRA layer of that adapter (e.g. it was merged).
+    """
+    from peft.tuners.lora import LoraLayer
+
+    n = 0
+    for m in _unwrap(transformer).modules():
+        if isinstance(m, LoraLayer) and adapter_name in m.scaling:
+            m.set_scale(adapter_name, float(scale))
+            n += 1
+    if n == 0:
+        raise ValueError(f"the model has no unmerged LoRA adapter named {adapter_name!r}")
+    return n
 
 
 def _merge_and_unload(model: torch.nn.Module, adapter_name: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from utils.io_utils import atomic_write_bytes, atomic_write_json
 
-__all__ = ["read_lightning_csv", "write_report"]
+__all__ = ["read_lightning_csv", "write_report", "plot_png"]
 
 # Curves drawn from the trainer's CSV log (``train_dpo/trainer.py`` logs these keys):
 # (title, columns, y-axis label).
@@ -64,7 +64,8 @@ def _pick(series: dict, names) -> tuple[str, list] | None:
     return None
 
 
-def _plot_png(path: Path, draw) -> None:
+def plot_png(path: Path, draw) -> None:
+    """Draw a figure with ``draw(plt) -> Figure`` (headless Agg backend) and write it as PNG atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,7 +106,7 @@ def _histogram(path: Path, panels: dict[str, tuple[list[float], list[float], lis
             ax.legend(fontsize=8)
         return fig
 
-    _plot_png(path, draw)
+    plot_png(path, draw)
 
 
 def _curves(path: Path, runs: dict[str, dict]) -> dict[str, list[str]]:
@@ -130,7 +131,7 @@ def _curves(path: Path, runs: dict[str, dict]) -> dict[str, list[str]]:
         fig.tight_layout()
         return fig
 
-    _plot_png(path, draw)
+    plot_png(path, draw)
     used: dict[str, list[str]] = {}
     for _, _, lines in panels:
         for label, col, _ in lines:
