@@ -42,6 +42,7 @@ NUM_PROMPTS = None  # released: 100
 SEEDS = None  # released: [456]
 LORA_WEIGHTS = [1.0]  # LoRA scales of every adapter arm, e.g. [0.2, 0.5, 1.0]
 # adapter arms: name -> adapter folder; None = skipped (unless the preset gives one); --arm NAME=PATH overrides
+# (sft: 03_train.py --objective sft; dpo_epipolar: --metric_name epipolar; README "Ablation arms")
 ARMS = {"dpo": None, "sft": None, "dpo_epipolar": None}
 NUM_INFERENCE_STEPS = None  # released: 50
 GUIDANCE_SCALE = None  # released: 6.0

@@ -192,3 +192,21 @@ def test_bad_inputs(tmp_path):
     (tmp_path / "e.json").write_text(json.dumps({"groups": [{"group_id": "x", "videos": [_v("a", 0.1)]}]}))
     with pytest.raises(ValueError, match="no preference pairs"):
         load_preference_datasets(tmp_path / "e.json")
+
+
+def test_any_recorded_metric_and_nan_or_null_is_missing_not_a_winner(tmp_path):
+    """METRIC_NAME = "epipolar" (written by video_scorer.py --extra_metrics epipolar): a NaN or null
+    value (every frame pair skipped) is a missing metric; in min mode it would otherwise win."""
+    videos = [_v("a", 0.5, epipolar=float("nan")), _v("b", 0.9, epipolar=None), _v("c", 0.1, epipolar=2.5),
+              _v("d", 0.3, epipolar=0.7), _v("e", 0.2)]  # fmt: skip
+    path = tmp_path / "epi.json"
+    path.write_text(json.dumps({"groups": [{"group_id": "g", "videos": videos}]}))  # writes NaN as NaN
+    cfg = PairSelectionConfig(metric_name="epipolar", metric_mode="min")
+    pairs, stats = select_preference_pairs(path, cfg)
+    assert [(p.winner["video_path"], p.loser["video_path"]) for p in pairs] == [("d.mp4", "c.mp4")]
+    assert (pairs[0].metric_w, pairs[0].metric_l) == (0.7, 2.5) and stats["videos_no_metric"] == 3
+    by_score, _ = select_preference_pairs(path, PairSelectionConfig())
+    assert (by_score[0].winner["video_path"], by_score[0].loser["video_path"]) == ("c.mp4", "b.mp4")
+    # a metric that no video has: the error says so
+    with pytest.raises(ValueError, match="no video has a finite 'epipolr'.*--extra_metrics"):
+        load_preference_datasets(path, config=PairSelectionConfig(metric_name="epipolr"))

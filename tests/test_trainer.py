@@ -19,6 +19,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from train_dpo.dataset import load_preference_datasets
 from train_dpo.trainer import (
     DPOTrainConfig,
     VideoDPOModule,
@@ -532,3 +533,113 @@ def test_validation_loss_is_the_configured_loss_hinge(tiny_models, tmp_path, cap
         assert h["val_pairs"] == 2 and 0 < abs(h["reward_margin"]) < 1
         assert h["loss"] == pytest.approx(1.0 - h["reward_margin"], abs=1e-6)
         assert abs(h["loss"] - math.log(2)) > 0.2  # not the sigmoid loss
+
+
+# ---- SFT objective (the paper's ablation: winners only, v-prediction MSE) ---------------------------
+
+
+def test_sft_step0_is_the_base_models_v_mse_without_a_reference_pass(tiny_models):
+    """LoRA B = 0 at step 0: the SFT loss is the base model's v-prediction MSE on the winner,
+    recomputed here from the scheduler's alphas_cumprod (the noise, then the timestep, drawn from
+    the generator); the reference (adapter disabled) is never run by the SFT step."""
+    name = "cogvideox-t2v"
+    transformer, scheduler, sf = load_base_components(tiny_models[name])
+    cfg = _small_cfg(objective="sft", gradient_checkpointing=False)
+    module = VideoDPOModule(transformer, scheduler, cfg, sf)
+    batch = _batch(name)
+
+    def no_reference():
+        raise AssertionError("the SFT step ran the reference")
+
+    module.transformer.disable_adapter = no_reference
+    out = module.sft_step(batch, torch.Generator().manual_seed(1))
+    del module.transformer.disable_adapter
+    g = torch.Generator().manual_seed(1)
+    x0 = batch["latents_w"]
+    eps = torch.randn(x0.shape, generator=g)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=g)
+    abar = scheduler.alphas_cumprod[t].double()
+    x_t = (abar.sqrt() * x0.double() + (1 - abar).sqrt() * eps.double()).float()
+    v = abar.sqrt() * eps.double() - (1 - abar).sqrt() * x0.double()
+    inputs = module.build_transformer_inputs(x_t, t, batch["prompt_embeds"])
+    with torch.no_grad(), module.transformer.disable_adapter():
+        pred = module.transformer(**inputs, return_dict=False)[0]
+    want = (pred.double() - v).pow(2).mean().item()
+    assert out.loss.item() == pytest.approx(want, rel=1e-5) and want > 0
+    # the DPO step gives the winner the same draw: its reference error is the same number
+    dpo = module.dpo_step(batch, torch.Generator().manual_seed(1))
+    assert dpo.err_ref_w.item() == pytest.approx(out.loss.item(), rel=1e-5)
+    out.loss.backward()
+    assert all(p.grad is not None for p in module.trainable_parameters())
+
+
+def test_sft_run_writes_released_adapter_and_fits_the_winners(tiny_models, tmp_path):
+    data = make_synthetic_preferences(tmp_path / "data", n_groups=8)
+    cfg = _small_cfg(
+        base_model=str(tiny_models["cogvideox-t2v"]), train_json=str(data), output_dir=str(tmp_path / "out"),
+        objective="sft", learning_rate=2e-2, max_steps=8, batch_size=2, grad_accum=1, val_fraction=0.25,
+        val_every=4, checkpoint_every=4, gradient_checkpointing=False, log_every=1,
+    )  # fmt: skip
+    res = train(cfg)
+    assert res.trainer.global_step == 8 and res.data_stats["train_pairs"] == 6
+    cfg_json = json.loads((res.final_lora / "adapter_config.json").read_text())
+    assert cfg_json["peft_type"] == "LORA" and cfg_json["r"] == 8
+    assert set(cfg_json["target_modules"]) == {"to_q", "to_k", "to_v", "to_out.0"}
+    assert (res.final_lora / "adapter_model.safetensors").is_file()
+    saved = json.loads((res.output_dir / "train_config.json").read_text())
+    assert saved["config"]["objective"] == "sft"
+    header = next(iter((res.output_dir / "logs").rglob("metrics.csv"))).read_text().splitlines()[0].split(",")
+    logged = {"train/sft_loss", "train/err_w", "val/sft_loss", "val/accuracy", "val/reward_margin"}
+    assert logged <= set(header)
+    assert "train/reward_margin" not in header
+    assert [h["step"] for h in res.val_history] == [4, 8]
+    assert all(set(h) == {"step", "val_pairs", "accuracy", "reward_margin", "loss"} for h in res.val_history)
+    assert all(h["loss"] > 1.0 for h in res.val_history)  # the winners' v-MSE (~1.3), not the DPO loss (~ln 2)
+    # the winners' v-prediction error: trained adapter vs adapter off (= step 0), same draws
+    module = res.module.eval()
+    train_ds, _, _ = load_preference_datasets(data, config=cfg.selection(), val_fraction=0.25)
+    before, after = [], []
+    with torch.no_grad():
+        for i in range(len(train_ds)):
+            item = {k: v.unsqueeze(0) for k, v in train_ds[i].items() if torch.is_tensor(v)}
+            for seed in range(3):
+                after.append(module.sft_step(item, torch.Generator().manual_seed(seed)).loss.item())
+                with module.transformer.disable_adapter():
+                    before.append(module.sft_step(item, torch.Generator().manual_seed(seed)).loss.item())
+    print(f"\nSFT winner v-prediction error: adapter off {np.mean(before):.4f}, trained {np.mean(after):.4f}")
+    # the optimum is 1 here (v is uncorrelated with x_t for unit-variance data); the base is at 1.30
+    assert all(a < b for a, b in zip(after, before, strict=True)) and np.mean(after) < 0.98 * np.mean(before)
+
+
+def test_unknown_objective_exits_2_naming_it(tmp_path, capsys, caplog):
+    main = runpy.run_path(str(REPO / "train_dpo" / "CogVideoX-5B_lora" / "03_train.py"))["main"]
+    with pytest.raises(SystemExit) as e:
+        main(["--objective", "bogus"])
+    assert e.value.code == 2 and "bogus" in capsys.readouterr().err
+    from train_dpo.trainer import run_train_cli
+
+    # a bad script constant (argparse does not check defaults): refused before any loading
+    rc = run_train_cli([], {"objective": "bogus", "base_model": str(tmp_path / "m"), "train_json": "x.json"})
+    assert rc == 2 and "unknown objective 'bogus'" in caplog.text
+
+
+def test_dpo_on_pairs_picked_by_epipolar(tiny_models, tmp_path):
+    """METRIC_NAME = "epipolar": the scorer's extra metric reverses the consistency_score order
+    here (video 1 wins); a group whose videos have no epipolar value (null) gives no pair."""
+    data = make_synthetic_preferences(tmp_path / "data", n_groups=5)
+    doc = json.loads(data.read_text())
+    for gi, g in enumerate(doc["groups"]):
+        for v, epi in zip(g["videos"], (None, None) if gi == 4 else (3.0, 1.0), strict=True):
+            v["epipolar"], v["epipolar_pairs_skipped"] = epi, 0 if epi else 9
+    data.write_text(json.dumps(doc))
+    cfg = _small_cfg(
+        base_model=str(tiny_models["cogvideox-t2v"]), train_json=str(data), output_dir=str(tmp_path / "out"),
+        metric_name="epipolar", metric_mode="min", max_steps=1, global_batch=1, val_fraction=0,
+        gradient_checkpointing=False,
+    )  # fmt: skip
+    res = train(cfg)
+    pairs = res.trainer.train_dataloader.dataset.pairs
+    assert len(pairs) == 4 and res.data_stats["videos_no_metric"] == 2
+    assert all((p.winner["seed"], p.metric_w, p.metric_l) == (1, 1.0, 3.0) for p in pairs)
+    saved = json.loads((tmp_path / "out" / "train_config.json").read_text())
+    assert saved["config"]["metric_name"] == "epipolar"

@@ -371,3 +371,62 @@ def test_shard_defaults_come_from_the_launcher(workdir, monkeypatch, env):
     assert video_scorer.main(_args(workdir, inp, out)) == 0
     shard = json.loads(video_scorer.shard_output_path(out, 1, 2).read_text())
     assert [g["group_id"] for g in shard["groups"]] == ["g1"] and not out.exists()
+
+
+# ---- extra metric: epipolar, and pairs picked by it (issue 11, arm dpo_epipolar) -----------------------
+
+
+def test_epipolar_extra_metric_recorded_resumed_and_picks_pairs(workdir, capsys):
+    """At 56 px the three renders give an epipolar error with a skipped pair (good0), none at all
+    (good1: every pair has < 20 SIFT matches -> null) and a smaller one (good2): the pair by
+    epipolar is good2 over good0, good1 counts as missing, not as a winner."""
+    from metrics.epipolar import epipolar_error
+    from train_dpo.dataset import PairSelectionConfig, select_preference_pairs
+    from utils.video_utils import sample_uniform_frames
+
+    assert video_scorer.EXTRA_METRICS == ()
+    d = workdir["dir"]
+    videos = [{"video_path": f"videos/good{i}.mp4", "seed": i} for i in range(3)]
+    group = {"group_id": "e", "prompt": "p", "videos": videos}
+    inp = _write(d / "epi_in.json", {"groups": [group]})
+    out = d / "epi_out.json"
+    assert video_scorer.main(_args(workdir, inp, out, "--extra_metrics", "epipolar")) == 0
+    res = json.loads(out.read_text())
+    assert res["consistency_scorer"]["extra_metrics"] == ["epipolar"]
+    videos = res["groups"][0]["videos"]
+    for v in videos:  # the scorer's sampled frames (4 at 56 px) through metrics.epipolar, recomputed here
+        _assert_scored(v)
+        want = epipolar_error(sample_uniform_frames(d / v["video_path"], n_frames=4, size=56))
+        assert v["epipolar_pairs_skipped"] == want.pairs_skipped
+        assert v["epipolar"] == (want.mean_sampson if math.isfinite(want.mean_sampson) else None)
+    assert [v["epipolar_pairs_skipped"] for v in videos] == [1, 3, 1] and videos[1]["epipolar"] is None
+    assert videos[2]["epipolar"] < videos[0]["epipolar"]
+
+    cfg = PairSelectionConfig(metric_name="epipolar", metric_mode="min", min_gap=0.01,
+                              motion_threshold=None, require_latents=False)  # fmt: skip
+    pairs, stats = select_preference_pairs(res, cfg)
+    assert len(pairs) == 1 and stats["videos_no_metric"] == 1
+    assert (pairs[0].winner["seed"], pairs[0].loser["seed"]) == (2, 0)
+    assert pairs[0].metric_w == videos[2]["epipolar"]
+
+    capsys.readouterr()
+    assert video_scorer.main(_args(workdir, inp, out, "--extra_metrics", "epipolar")) == 0
+    assert "scored 0, skipped 3" in capsys.readouterr().out and json.loads(out.read_text()) == res
+    assert video_scorer.main(_args(workdir, inp, out)) == 2  # resume without the extra metric: refused
+    err = capsys.readouterr().err
+    assert "different settings" in err and "extra_metrics" in err
+    # an output of the scorer before extra metrics existed (no such setting) resumes without them
+    old = json.loads(out.read_text())
+    del old["consistency_scorer"]["extra_metrics"]
+    for v in old["groups"][0]["videos"]:
+        del v["epipolar"], v["epipolar_pairs_skipped"]
+    out.write_text(json.dumps(old))
+    assert video_scorer.main(_args(workdir, inp, out)) == 0
+    assert "scored 0, skipped 3" in capsys.readouterr().out
+    assert not any("epipolar" in v for v in json.loads(out.read_text())["groups"][0]["videos"])
+
+
+def test_unknown_extra_metric_exits_2(workdir, capsys):
+    with pytest.raises(SystemExit) as e:
+        video_scorer.main(["--extra_metrics", "epipolr"])
+    assert e.value.code == 2 and "epipolr" in capsys.readouterr().err

@@ -16,7 +16,8 @@ All paths are relative to a base path (absolute paths are used as they are).
 Pair selection (VideoGPA, arXiv 2601.23286, Sec. 3.3: one winner/loser pair per prompt, the best
 and the worst candidate by geometry consistency), applied per group in this order:
 
-1. videos are dropped when they carry ``"error"`` or lack the metric (``no_metric``), lack a
+1. videos are dropped when they carry ``"error"`` or lack the metric (``no_metric``: absent, null
+   or NaN, e.g. an ``epipolar`` error with every frame pair skipped), lack a
    ``latent_path`` (``no_latent``), or have ``video[motion_metric] < motion_threshold``
    (``low_motion``: near-static videos are trivially "consistent"; a video without the motion key
    is dropped too when a motion threshold is set, with a warning). ``motion_metric`` defaults to
@@ -24,8 +25,9 @@ and the worst candidate by geometry consistency), applied per group in this orde
    measures camera-centre displacement (see :mod:`metrics.consistency`);
 2. the group is dropped when fewer than 2 videos remain (``too_few_videos``);
 3. winner = best, loser = worst by ``metric_name`` under ``metric_mode`` (``"min"``: lower is
-   better, the default for the reprojection-error-like ``consistency_score``; ``"max"``: higher is
-   better). Ties keep the earlier video as winner and the later one as loser;
+   better, the default for the reprojection-error-like ``consistency_score`` and for the scorer's
+   optional ``epipolar``; ``"max"``: higher is better; any numeric video key can be named). Ties
+   keep the earlier video as winner and the later one as loser;
 4. the group is dropped when ``|m_w - m_l| < min_gap`` (``min_gap``);
 5. the group is dropped when the winner is not good enough: ``m_w > metric_threshold`` in min
    mode, ``m_w < metric_threshold`` in max mode (``metric_threshold``; None, the default, skips
@@ -403,7 +405,11 @@ def load_preference_datasets(
     data = read_json(json_path)
     pairs, stats = select_preference_pairs(data, cfg)
     if not pairs:
-        raise ValueError(f"no preference pairs in {json_path} after filtering: {stats}")
+        hint, scored = "", stats["videos_total"] - stats["videos_error"]
+        if scored and stats["videos_no_metric"] == scored:
+            hint = (f"; no video has a finite {cfg.metric_name!r} (misspelled METRIC_NAME, or a metric the "
+                    "scorer did not compute: train_dpo/video_scorer.py --extra_metrics)")  # fmt: skip
+        raise ValueError(f"no preference pairs in {json_path} after filtering: {stats}{hint}")
     if base_path is None:
         base_path = default_base_path(json_path, data)
     train, val = split_pairs_by_group(pairs, val_fraction, split_seed)

@@ -29,6 +29,11 @@ batch axis) of the LoRA policy and one batched forward of the reference, which i
 transformer with the adapter switched off (``with peft_model.disable_adapter():`` under
 ``no_grad``), so the base weights exist once in memory. Loss: :mod:`train_dpo.loss`.
 
+``objective="sft"`` (the paper's ablation) trains the same LoRA on the winner of each selected pair
+only, with the plain v-prediction loss (:func:`train_dpo.loss.sft_loss`): one forward of the winners,
+no reference pass. Validation runs the DPO evaluation for either objective, so the held-out implicit
+accuracy and reward margin of the two arms compare; its ``loss`` is the trained objective's.
+
 Checkpoints hold only what is trained: PEFT adapter folders (``checkpoint-{step}/`` every
 ``checkpoint_every`` optimiser steps and ``final_lora/``, the released format, via
 ``utils.lora.save_lora_adapter``) and a resumable Lightning checkpoint
@@ -54,11 +59,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from train_dpo.dataset import MOTION_METRICS, PairSelectionConfig, load_preference_datasets
-from train_dpo.loss import DPOLossOutput, diffusion_dpo_loss
+from train_dpo.loss import DPOLossOutput, SFTLossOutput, diffusion_dpo_loss, sft_loss
 from train_dpo.resumable_loader import ResumableDataLoader
 from utils.io_utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
+
+OBJECTIVES = ("dpo", "sft")  # Diffusion-DPO on pairs; supervised v-prediction on the winners
 
 __all__ = [
     "DPOTrainConfig",
@@ -68,6 +75,8 @@ __all__ = [
     "VideoDPOModule",
     "DPOCheckpointCallback",
     "check_batch_fits_model",
+    "check_objective",
+    "OBJECTIVES",
     "resolve_num_devices",
     "resolve_grad_accum",
     "TrainResult",
@@ -103,6 +112,8 @@ class DPOTrainConfig:
     CPU. ``devices``: int, list or ``"auto"``; DDP is used when more than one device or node.
     ``resume``: None, ``"auto"`` (``output_dir/lightning/last.ckpt`` if present) or a ``.ckpt`` path.
     ``loggers``: any of ``"csv"``, ``"tensorboard"``, ``"wandb"`` (W&B only when installed).
+    ``objective``: ``"dpo"`` (Diffusion-DPO) or ``"sft"`` (winners only, v-prediction MSE; ``beta``,
+    ``label_smoothing`` and ``loss_type`` then only shape the validation's DPO diagnostics).
     """
 
     base_model: str = ""
@@ -119,6 +130,7 @@ class DPOTrainConfig:
     val_fraction: float = 0.02
     split_seed: int = 0
     # objective
+    objective: str = "dpo"
     beta: float = 1.0
     label_smoothing: float = 0.0
     loss_type: str = "sigmoid"
@@ -171,6 +183,12 @@ class DPOTrainConfig:
             motion_threshold=self.motion_threshold,
             motion_metric=self.motion_metric,
         )
+
+
+def check_objective(objective: str) -> None:
+    """Raises ValueError naming ``objective`` unless it is one of :data:`OBJECTIVES`."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
 
 
 def _use_cuda(cfg: DPOTrainConfig) -> bool:
@@ -400,6 +418,7 @@ class VideoDPOModule(pl.LightningModule):
         super().__init__()
         from peft import get_peft_model
 
+        check_objective(cfg.objective)
         from utils.lora import make_lora_config
 
         self.cfg = cfg
@@ -450,35 +469,56 @@ class VideoDPOModule(pl.LightningModule):
                 return self.transformer(**inputs, return_dict=False)[0]
         return self.transformer(**inputs, return_dict=False)[0]
 
-    # ---- one DPO evaluation -------------------------------------------------------------------
-    def dpo_step(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> DPOLossOutput:
-        """Noise winner and loser alike, one batched reference pass, one batched policy pass, DPO loss.
+    # ---- one DPO / SFT evaluation -------------------------------------------------------------
+    def noised_inputs(
+        self, batch: dict[str, Any], keys: Sequence[str], generator: torch.Generator | None = None
+    ) -> tuple[dict[str, Any], torch.Tensor]:
+        """Noise the latents ``batch[k]`` for ``k`` in ``keys``, all with one shared draw.
 
-        ``generator`` (CPU) draws the noise and the timesteps (reproducible across devices).
+        ``generator`` (CPU) draws the noise ``[B, F', C, H, W]`` first, then the timesteps ``[B]``
+        (``t ~ U{0, ..., T-1}``); every latent of a sample gets the same noise and ``t``.
+
+        Returns:
+            ``(inputs, target)``: transformer inputs of the ``len(keys) * B`` latents concatenated
+            on the batch axis (in ``keys`` order, frames padded for CogVideoX1.5) and their float32
+            v-targets ``[len(keys) * B, F', C, H, W]``.
+
+        Raises:
+            ValueError: I2V model and the batch has no ``image_latents``.
         """
-        lat_w, lat_l = batch["latents_w"], batch["latents_l"]
-        p_t = self.transformer_config.patch_size_t
-        x0 = pad_latent_frames(torch.cat([lat_w, lat_l], dim=0).float(), p_t)
-        b = lat_w.shape[0]
+        k = len(keys)
+        x0 = pad_latent_frames(torch.cat([batch[key] for key in keys], dim=0).float(),
+                               self.transformer_config.patch_size_t)  # fmt: skip
+        b = batch[keys[0]].shape[0]
         noise = torch.randn(x0[:b].shape, generator=generator, dtype=torch.float32).to(x0.device)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=generator)
-        noise, t = torch.cat([noise, noise], dim=0), torch.cat([t, t], dim=0).to(x0.device)
+        noise, t = torch.cat([noise] * k, dim=0), torch.cat([t] * k, dim=0).to(x0.device)
         noisy = self.scheduler.add_noise(x0, noise, t)
         target = self.scheduler.get_velocity(x0, noise, t)
-        prompt = batch["prompt_embeds"]
-        prompt = torch.cat([prompt, prompt], dim=0).float()
+        prompt = torch.cat([batch["prompt_embeds"]] * k, dim=0).float()
         image = batch.get("image_latents")
         if self.is_i2v and image is None:
             raise ValueError("I2V model: the batch has no image_latents (encode with the I2V 02_encode.py)")
         if image is not None:
-            image = torch.cat([image, image], dim=0).float()
-        inputs = self.build_transformer_inputs(noisy, t, prompt, image)
+            image = torch.cat([image] * k, dim=0).float()
+        return self.build_transformer_inputs(noisy, t, prompt, image), target
+
+    def dpo_step(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> DPOLossOutput:
+        """Noise winner and loser alike, one batched reference pass, one batched policy pass, DPO loss."""
+        inputs, target = self.noised_inputs(batch, ("latents_w", "latents_l"), generator)
+        b = batch["latents_w"].shape[0]
         ref = self(inputs, reference=True)
         pred = self(inputs)
         return diffusion_dpo_loss(
             pred[:b], pred[b:], ref[:b], ref[b:], target[:b], target[b:],
             beta=self.cfg.beta, label_smoothing=self.cfg.label_smoothing, loss_type=self.cfg.loss_type,
         )  # fmt: skip
+
+    def sft_step(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> SFTLossOutput:
+        """One policy pass on the winners, v-prediction MSE (no loser, no reference). With the same
+        ``generator`` state the winners get the noise and timesteps :meth:`dpo_step` gives them."""
+        inputs, target = self.noised_inputs(batch, ("latents_w",), generator)
+        return sft_loss(self(inputs), target)
 
     # ---- Lightning hooks ----------------------------------------------------------------------
     def on_train_start(self) -> None:
@@ -496,28 +536,34 @@ class VideoDPOModule(pl.LightningModule):
         self._micro_step = step
         seed = int(self.cfg.seed) * 1_000_003 + 7919 * int(self.global_rank) + 104_729 * step + self._micro
         self._train_gen = torch.Generator().manual_seed(seed)
-        out = self.dpo_step(batch, self._train_gen)
+        sft = self.cfg.objective == "sft"
+        out = self.sft_step(batch, self._train_gen) if sft else self.dpo_step(batch, self._train_gen)
         bsz = batch["latents_w"].shape[0]
         metrics = {f"train/{k}": v for k, v in out.metrics().items()}
         sched = self.lr_schedulers()
         if sched is not None:
             metrics["train/lr"] = float(sched.get_last_lr()[0])
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=bsz)
-        self.log("train/acc", out.accuracy, on_step=True, prog_bar=True, logger=False, batch_size=bsz)
+        bar = ("sft_loss", out.loss) if sft else ("train/acc", out.accuracy)  # progress bar only
+        self.log(*bar, on_step=True, prog_bar=True, logger=False, batch_size=bsz)
         return out.loss
 
     def validation_step(self, batch, batch_idx):
+        # the DPO evaluation for either objective; the SFT loss is its winner error (same draw)
         gen = torch.Generator().manual_seed(int(self.cfg.seed) * 7_368_787 + 104_729 + int(batch_idx))
         out = self.dpo_step(batch, gen)
         bsz = batch["latents_w"].shape[0]
+        metrics = out.metrics()
+        losses = out.losses
+        if self.cfg.objective == "sft":
+            metrics = {"sft_loss": float(out.err_w.mean()), "dpo_loss": metrics.pop("loss"), **metrics}
+            losses = out.err_w
         self.log_dict(
-            {f"val/{k}": v for k, v in out.metrics().items()},
+            {f"val/{k}": v for k, v in metrics.items()},
             on_step=False, on_epoch=True, batch_size=bsz, sync_dist=True,
         )  # fmt: skip
-        self._val_buf.append(
-            torch.stack([out.logits.detach().float(), out.losses.detach().float()], 1)
-        )
-        return out.loss
+        self._val_buf.append(torch.stack([out.logits.detach().float(), losses.detach().float()], 1))
+        return losses.mean()
 
     def on_validation_epoch_start(self) -> None:
         self._val_buf = []
@@ -534,7 +580,7 @@ class VideoDPOModule(pl.LightningModule):
             "val_pairs": int(logits.numel()),
             "accuracy": float((logits > 0).float().mean()),
             "reward_margin": float(logits.mean()),
-            "loss": float(losses.mean()),  # the configured loss (sigmoid/hinge, label smoothing)
+            "loss": float(losses.mean()),  # the trained objective's (DPO: sigmoid/hinge, smoothing)
         }
         self.val_history.append(entry)
         self._val_buf = []
@@ -822,7 +868,7 @@ def train(
     callbacks: Sequence[pl.Callback] | None = None,
     components: tuple | None = None,
 ) -> TrainResult:
-    """Run Diffusion-DPO LoRA training.
+    """Run Diffusion-DPO (or, with ``cfg.objective = "sft"``, supervised) LoRA training.
 
     Args:
         cfg: :class:`DPOTrainConfig`.
@@ -836,9 +882,10 @@ def train(
 
     Raises:
         JSONInputError: missing/malformed ``train_json``. ValueError: no preference pairs survive
-        the filters; bad settings. FileNotFoundError: ``resume`` path missing.
+        the filters; bad settings (an unknown ``objective``...). FileNotFoundError: ``resume`` path missing.
     """
     t0 = time.time()
+    check_objective(cfg.objective)
     num_devices = resolve_num_devices(cfg.devices, cfg.accelerator)
     grad_accum, global_batch = resolve_grad_accum(cfg, num_devices)  # before any slow loading
     logger.info(
@@ -989,6 +1036,8 @@ def build_train_argparser(defaults: dict[str, Any] | None = None, description: s
       help="video key the motion threshold applies to (motion_norm_released: released)")  # fmt: skip
     a("--val_fraction", type=float, default=d["val_fraction"])
     a("--split_seed", type=int, default=d["split_seed"])
+    a("--objective", choices=OBJECTIVES, default=d["objective"],
+      help="dpo: Diffusion-DPO on the pairs; sft: v-prediction MSE on the winners (ablation)")  # fmt: skip
     a("--beta", type=float, default=d["beta"], help="= Diffusion-DPO beta_dpo / 2")
     a("--label_smoothing", type=float, default=d["label_smoothing"])
     a("--loss_type", choices=("sigmoid", "hinge"), default=d["loss_type"])

@@ -14,7 +14,11 @@ or a plain list of such groups. Output JSON (``OUTPUT_JSON``): the input with, p
 ``consistency_score`` (mse + lpips, lower = more 3-D consistent), ``motion_norm``,
 ``motion_norm_released``, ``mse``, ``lpips`` (null with ``--no_lpips``), ``coverage``, ``num_frames_used``; or
 ``"error": "<message>"`` for a video that could not be scored (missing/corrupt file, too few
-frames, no ``video_path``...). Every other key
+frames, no ``video_path``...). ``--extra_metrics epipolar`` adds ``epipolar`` (mean Sampson
+distance in pixels of SIFT matches of consecutive sampled frames, :mod:`metrics.epipolar`, as
+``evaluation/scoring.py`` computes it; null when every frame pair was skipped) and
+``epipolar_pairs_skipped``, so pairs can be built from it (``METRIC_NAME = "epipolar"``,
+``METRIC_MODE = "min"``: the paper's DPO-with-epipolar arm). Every other key
 is preserved; a top-level ``"consistency_scorer"`` object (dict inputs only) records the settings
 (including ``points_source``: ``POINTS_SOURCE = "point_head"`` is the released reward).
 
@@ -56,6 +60,7 @@ import argparse  # noqa: E402
 import copy  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import math  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Iterable  # noqa: E402
 
@@ -82,8 +87,11 @@ LPIPS_VGG_WEIGHTS = None  # None: $VIDEOGPA_LPIPS_VGG_WEIGHTS, else torchvision 
 LPIPS_LIN_WEIGHTS = None  # None: $VIDEOGPA_LPIPS_LIN_WEIGHTS, else PerceptualSimilarity URL
 LPIPS_WEIGHT = 1.0  # consistency_score = mse + LPIPS_WEIGHT * lpips
 VISUALS_FPS = 2.0  # frame rate of the side-by-side visual mp4
+EXTRA_METRICS = ()  # more per-video metrics, any of EXTRA_METRIC_KEYS: ("epipolar",)
 
 SCORE_KEYS = ("consistency_score", "motion_norm", "motion_norm_released", "mse", "lpips", "coverage", "num_frames_used")
+EXTRA_METRIC_KEYS = {"epipolar": ("epipolar", "epipolar_pairs_skipped")}  # metric -> video keys it writes
+_EXTRA_KEYS = tuple(k for keys in EXTRA_METRIC_KEYS.values() for k in keys)
 SETTINGS_KEY = "consistency_scorer"
 
 logger = logging.getLogger("video_scorer")
@@ -98,6 +106,7 @@ __all__ = [
     "shard_output_path",
     "merge_shards",
     "SCORE_KEYS",
+    "EXTRA_METRIC_KEYS",
 ]
 
 
@@ -162,6 +171,10 @@ def build_argparser() -> argparse.ArgumentParser:
     p.add_argument("--no_lpips", action="store_true", help="disable LPIPS (lpips = null, score = mse)")
     p.add_argument("--no_download", action="store_true", help="never download LPIPS weights")
     p.add_argument("--lpips_weight", type=float, default=LPIPS_WEIGHT)
+    p.add_argument(
+        "--extra_metrics", nargs="*", choices=tuple(EXTRA_METRIC_KEYS), default=list(EXTRA_METRICS),
+        help="more per-video metrics (epipolar: mean Sampson distance of the sampled frames, px)",
+    )  # fmt: skip
     p.add_argument("--retry_errors", action="store_true", help="re-score videos that have a recorded error")
     p.add_argument("--overwrite", action="store_true", help="ignore an existing output (score everything)")
     p.add_argument("--no_progress", action="store_true", help="no tqdm progress bar")
@@ -249,6 +262,7 @@ def _settings(args) -> dict[str, Any]:
         "vggt_model": str(args.vggt_model),
         "lpips": not args.no_lpips,
         "lpips_weight": float(args.lpips_weight) if not args.no_lpips else None,
+        "extra_metrics": sorted(set(args.extra_metrics)),
     }
 
 
@@ -257,15 +271,25 @@ def _has_score(v: dict) -> bool:
 
 
 def _apply(video: dict, result: dict) -> None:
-    """Write a score result (or error) into a video entry."""
+    """Write a score result (or error) into a video entry; extra-metric keys only when ``result`` has them."""
     if "error" in result:
-        for k in SCORE_KEYS:
+        for k in SCORE_KEYS + _EXTRA_KEYS:
             video.pop(k, None)
         video["error"] = result["error"]
     else:
         video.pop("error", None)
         for k in SCORE_KEYS:
             video[k] = result[k]
+        for k in _EXTRA_KEYS:  # not computed in this run: a stale value from the input goes
+            if k in result:
+                video[k] = result[k]
+            else:
+                video.pop(k, None)
+
+
+def _stored_result(video: dict) -> dict:
+    """The score keys of an already scored video entry (extra-metric keys only where recorded)."""
+    return {k: video.get(k) for k in SCORE_KEYS} | {k: video[k] for k in _EXTRA_KEYS if k in video}
 
 
 def _resolve_video(base: Path, video_path: str) -> Path:
@@ -323,8 +347,14 @@ def build_processor(args, device: str, lpips_module=None):
     )  # fmt: skip
 
 
-def score_video_entry(processor, video: dict, base: Path, visuals_dir: str | None = None) -> dict[str, Any]:
+def score_video_entry(
+    processor, video: dict, base: Path, visuals_dir: str | None = None, extra_metrics: Iterable[str] = ()
+) -> dict[str, Any]:
     """Score one video entry; never raises for a bad video (only for KeyboardInterrupt etc.).
+
+    ``extra_metrics``: names of :data:`EXTRA_METRIC_KEYS`; ``"epipolar"`` adds ``epipolar`` (float
+    pixels, or None when every frame pair was skipped) and ``epipolar_pairs_skipped`` (int) from
+    :func:`metrics.epipolar.epipolar_error` on the sampled frames (uint8, ``image_size`` square).
 
     Returns:
         ``{score keys..., "seconds": float}`` or ``{"error": message, "seconds": float}``.
@@ -337,9 +367,16 @@ def score_video_entry(processor, video: dict, base: Path, visuals_dir: str | Non
         return {"error": f'"video_path" must be a string, got {type(vp).__name__}', "seconds": 0.0}
     path = _resolve_video(base, vp)
     try:
-        res = processor.score_video(path, return_visuals=visuals_dir is not None)
+        epipolar = "epipolar" in extra_metrics
+        res = processor.score_video(path, return_visuals=visuals_dir is not None or epipolar)
         res["num_frames_used"] = res["num_frames"]  # fewer than --num_frames for a shorter video
         out = {k: res[k] for k in SCORE_KEYS}
+        if epipolar:
+            from metrics.epipolar import epipolar_error
+
+            epi = epipolar_error(res["visuals"]["frames"])
+            out["epipolar"] = epi.mean_sampson if math.isfinite(epi.mean_sampson) else None
+            out["epipolar_pairs_skipped"] = epi.pairs_skipped
         if visuals_dir is not None:
             from pipelines.process_video import save_visuals
 
@@ -378,7 +415,7 @@ def _worker(device: str, args_dict: dict, task_q, result_q) -> None:
             break
         gi, items = task
         for vi, video, base, vdir in items:
-            res = score_video_entry(processor, video, Path(base), vdir)
+            res = score_video_entry(processor, video, Path(base), vdir, args.extra_metrics)
             result_q.put(("video", gi, (vi, res)))
         result_q.put(("group_done", gi, device))
 
@@ -439,7 +476,7 @@ def merge_shards(
                 counts["missing"] += 1
                 continue
             if _has_score(r):
-                _apply(v, {key: r.get(key) for key in SCORE_KEYS})
+                _apply(v, _stored_result(r))
                 counts["scored"] += 1
             else:
                 _apply(v, {"error": r["error"]})
@@ -529,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         psettings = pdata.get(SETTINGS_KEY) if isinstance(pdata, dict) else None
+        if psettings is not None:  # outputs written before extra metrics existed had none
+            psettings = {"extra_metrics": [], **psettings}
         if psettings is not None and psettings != settings:
             diff = {
                 k: (psettings.get(k), settings.get(k))
@@ -550,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
             n_total += 1
             prev = previous.get(keys[gi][vi])
             if prev is not None and _has_score(prev):
-                _apply(v, {k: prev.get(k) for k in SCORE_KEYS})
+                _apply(v, _stored_result(prev))
                 n_skipped += 1
                 continue
             if prev is not None and prev.get("error") and not args.retry_errors:
@@ -615,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             for gi in sorted(todo):
                 for vi, video, b, vdir in todo[gi]:
-                    record(gi, vi, score_video_entry(processor, video, Path(b), vdir))
+                    record(gi, vi, score_video_entry(processor, video, Path(b), vdir, args.extra_metrics))
                 atomic_write_json(out_path, out)
         else:
             rc = _run_multi_device(args, devices, todo, record, lambda: atomic_write_json(out_path, out))
