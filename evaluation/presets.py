@@ -4,7 +4,8 @@ A preset fills every setting the user did not give (``None`` constants / flags).
 use the released ``replicate.sh`` / ``replicate.py`` / ``replicate_scorer.py`` settings: 100 DL3DV
 captions, seed 456, LoRA weight 1.0, 50 DDIM steps, guidance 6.0, 10 frames per video for the
 geometry metrics (conf_thres 0, holes counted, LPIPS weight 1); the released scorer's backbone is
-DA3, here VGGT-1B until a DA3 predictor exists (``evaluation.scoring.build_geometry_predictor``).
+DA3 (``depth-anything/DA3-LARGE`` at 504 px), and so is ours (``--geometry_model vggt`` scores with
+VGGT-1B at 518 px instead).
 
 The tiny preset runs on CPU in about a minute: tiny random CogVideoX/VGGT checkpoints
 (``utils.tiny_models``), random narrow LPIPS weights, and, when no adapter arm is given, a seeded
@@ -27,8 +28,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CAPTIONS = str(REPO_ROOT / "data" / "dl3dv_captions_1K.json")
 
 _RELEASED = dict(num_prompts=100, seeds=[456], num_inference_steps=50, guidance_scale=6.0, fps=8,
-                 score_num_frames=10, image_size=518, conf_thres=0.0, geometry_model="vggt",
-                 geometry_weights="facebook/VGGT-1B", device=None, bootstrap_resamples=10_000)
+                 score_num_frames=10, image_size=None, conf_thres=0.0, geometry_model="da3",
+                 geometry_weights=None, device=None, bootstrap_resamples=10_000)
 PRESETS: dict[str, dict] = {
     "tiny": dict(kind="t2v", prompts_json=CAPTIONS, num_prompts=4, seeds=[0, 1], num_inference_steps=4,
                  guidance_scale=6.0, fps=8, score_num_frames=8, image_size=112, conf_thres=0.0,

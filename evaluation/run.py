@@ -76,7 +76,7 @@ def build_parser(defaults: Mapping[str, Any]) -> argparse.ArgumentParser:
     p.add_argument("--mask_uncovered", action=argparse.BooleanOptionalAction, default=d["mask_uncovered"],
                    help="metrics on covered pixels only (default off: released, holes black and counted)")
     p.add_argument("--lpips_weight", type=float, default=d["lpips_weight"])
-    p.add_argument("--geometry_model", default=d["geometry_model"], help="geometry backbone (vggt)")
+    p.add_argument("--geometry_model", default=d["geometry_model"], help="geometry backbone: vggt or da3 (released benchmark: da3)")
     p.add_argument("--geometry_weights", default=d["geometry_weights"], help="hub id, folder or weights file")
     p.add_argument("--lpips_vgg_weights", default=d["lpips_vgg_weights"])
     p.add_argument("--lpips_lin_weights", default=d["lpips_lin_weights"])

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["GEOMETRY_MODELS", "ScoringSettings", "build_geometry_predictor", "VideoEvaluator", "reprojection_pair"]
 
-GEOMETRY_MODELS = ("vggt",)
+from pipelines.geometry_models import DEFAULT_IMAGE_SIZE, GEOMETRY_MODELS  # noqa: E402  (re-exported)
 
 
 @dataclass
@@ -46,10 +46,11 @@ class ScoringSettings:
     """Settings of the per-video metrics (the released ``replicate_scorer.py`` values by default).
 
     Attributes:
-        geometry_model: backbone of the reprojection metrics (:data:`GEOMETRY_MODELS`).
-        geometry_weights: hub id, local folder or weights file of the backbone.
+        geometry_model: backbone of the reprojection metrics and mvcs (:data:`GEOMETRY_MODELS`:
+            ``"vggt"`` or ``"da3"``, the released benchmark's).
+        geometry_weights: hub id, local folder or weights file of the backbone; None: its hub id.
         num_frames: frames sampled per video for the geometry metrics (10).
-        image_size: square side of the sampled frames (518 for VGGT).
+        image_size: square side of the sampled frames; None: 518 for VGGT, 504 for DA3.
         conf_thres: depth-confidence percentile filter (0 keeps every point).
         mask_uncovered: False (released): reprojection holes are black and count.
         lpips_weight: consistency_score = mse + lpips_weight * lpips (released: 1).
@@ -57,9 +58,9 @@ class ScoringSettings:
     """
 
     geometry_model: str = "vggt"
-    geometry_weights: str = "facebook/VGGT-1B"
+    geometry_weights: str | None = None
     num_frames: int = 10
-    image_size: int = 518
+    image_size: int | None = None
     conf_thres: float = 0.0
     mask_uncovered: bool = False
     lpips_weight: float = 1.0
@@ -75,12 +76,9 @@ def build_geometry_predictor(settings: ScoringSettings):
     Raises:
         ValueError: unknown ``settings.geometry_model``.
     """
-    from pipelines.process_video import VGGTPredictor
+    from pipelines.geometry_models import build_geometry_predictor as build
 
-    device = torch.device(settings.device) if settings.device else None
-    if settings.geometry_model == "vggt":
-        return VGGTPredictor(settings.geometry_weights, device=device)
-    raise ValueError(f"unknown geometry model {settings.geometry_model!r}; choose from {GEOMETRY_MODELS}")
+    return build(settings.geometry_model, settings.geometry_weights, device=settings.device)
 
 
 def reprojection_pair(visuals: dict, mask_uncovered: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +107,8 @@ class VideoEvaluator:
     def __init__(self, settings: ScoringSettings, lpips: torch.nn.Module, predictor=None):
         from pipelines.process_video import VideoProcessor
 
+        if settings.image_size is None:
+            settings.image_size = DEFAULT_IMAGE_SIZE[settings.geometry_model]
         self.settings = settings
         self.predictor = predictor if predictor is not None else build_geometry_predictor(settings)
         self.processor = VideoProcessor(

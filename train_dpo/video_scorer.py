@@ -64,6 +64,7 @@ import math  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Iterable  # noqa: E402
 
+from pipelines.geometry_models import DEFAULT_IMAGE_SIZE, GEOMETRY_MODELS, build_geometry_predictor  # noqa: E402
 from utils.launcher import SHARD_HELP, launch_info  # noqa: E402
 from utils.log_filters import quiet_expected_messages  # noqa: E402
 
@@ -79,9 +80,12 @@ CONF_THRES = 0  # depth-confidence percentile filter in [0, 100); 0 keeps every 
 # (the released VideoGPA reward); "depth": depth head unprojected with the cameras, metrics on
 # covered pixels only. See pipelines/process_video.py.
 POINTS_SOURCE = "point_head"
+GEOMETRY_MODEL = "vggt"  # vggt (released training rewards) | da3 (Depth Anything 3, the released benchmark's)
 VGGT_MODEL = "facebook/VGGT-1B"  # hub id, local folder, or single weights file (+ VGGT_CONFIG)
 VGGT_CONFIG = None  # VGGT config (JSON path) for single-file VGGT_MODEL
-IMAGE_SIZE = 518  # square frame side fed to VGGT (multiple of 14)
+DA3_MODEL = "depth-anything/DA3-LARGE"  # hub id, local folder, or single weights file (+ DA3_CONFIG)
+DA3_CONFIG = None  # DA3 config (JSON path) for single-file DA3_MODEL
+IMAGE_SIZE = None  # square frame side fed to the geometry model (multiple of 14); None: 518 VGGT, 504 DA3
 DEVICES = None  # e.g. ["cuda:0", "cuda:1"]; None: every visible CUDA device, else ["cpu"]
 LPIPS_VGG_WEIGHTS = None  # None: $VIDEOGPA_LPIPS_VGG_WEIGHTS, else torchvision URL (hub cache)
 LPIPS_LIN_WEIGHTS = None  # None: $VIDEOGPA_LPIPS_LIN_WEIGHTS, else PerceptualSimilarity URL
@@ -138,9 +142,14 @@ def build_argparser() -> argparse.ArgumentParser:
         "--points_source", choices=("point_head", "depth"), default=POINTS_SOURCE,
         help="point_head: the released reward (point map, black holes); depth: depth head, covered pixels",
     )  # fmt: skip
-    p.add_argument("--vggt_model", default=VGGT_MODEL, help="hub id, folder or weights file")
+    p.add_argument("--geometry_model", choices=GEOMETRY_MODELS, default=GEOMETRY_MODEL,
+                   help="geometry backbone: vggt (VGGT-1B) or da3 (Depth Anything 3)")  # fmt: skip
+    p.add_argument("--vggt_model", default=VGGT_MODEL, help="VGGT: hub id, folder or weights file")
     p.add_argument("--vggt_config", default=VGGT_CONFIG, help="VGGT config JSON for a single weights file")
-    p.add_argument("--image_size", type=int, default=IMAGE_SIZE, help="square frame side (multiple of 14)")
+    p.add_argument("--da3_model", default=DA3_MODEL, help="DA3: hub id, folder or weights file")
+    p.add_argument("--da3_config", default=DA3_CONFIG, help="DA3 config JSON for a single weights file")
+    p.add_argument("--image_size", type=int, default=IMAGE_SIZE,
+                   help="square frame side (multiple of 14); default 518 for VGGT, 504 for DA3")  # fmt: skip
     p.add_argument(
         "--devices",
         default=",".join(DEVICES) if DEVICES else None,
@@ -259,11 +268,23 @@ def _settings(args) -> dict[str, Any]:
         "conf_thres": float(args.conf_thres),
         "points_source": str(args.points_source),
         "image_size": int(args.image_size),
-        "vggt_model": str(args.vggt_model),
+        "geometry_model": str(args.geometry_model),
+        "geometry_weights": str(geometry_weights(args)),
         "lpips": not args.no_lpips,
         "lpips_weight": float(args.lpips_weight) if not args.no_lpips else None,
         "extra_metrics": sorted(set(args.extra_metrics)),
     }
+
+
+def geometry_weights(args) -> str:
+    """The weights source of the selected geometry model (``--vggt_model`` or ``--da3_model``)."""
+    return args.da3_model if args.geometry_model == "da3" else args.vggt_model
+
+
+def resolve_image_size(args) -> None:
+    """Fill ``args.image_size`` None with the geometry model's size (518 VGGT, 504 DA3)."""
+    if args.image_size is None:
+        args.image_size = DEFAULT_IMAGE_SIZE[args.geometry_model]
 
 
 def _has_score(v: dict) -> bool:
@@ -324,7 +345,7 @@ def build_processor(args, device: str, lpips_module=None):
     import torch
 
     from metrics.lpips import load_lpips
-    from pipelines.process_video import VGGTPredictor, VideoProcessor
+    from pipelines.process_video import VideoProcessor
 
     lp = None
     if not args.no_lpips:
@@ -339,8 +360,11 @@ def build_processor(args, device: str, lpips_module=None):
             )
         )
         lp = lp.to(device)
-    predictor = VGGTPredictor(args.vggt_model, device=torch.device(device), config=args.vggt_config,
-                              drop_point_head=args.points_source != "point_head")  # fmt: skip
+    da3 = args.geometry_model == "da3"
+    predictor = build_geometry_predictor(
+        args.geometry_model, geometry_weights(args), device=torch.device(device),
+        config=args.da3_config if da3 else args.vggt_config, point_map=args.points_source == "point_head",
+    )  # fmt: skip
     return VideoProcessor(
         predictor, lpips=lp, conf_thres=args.conf_thres, points_source=args.points_source,
         num_frames=args.num_frames, image_size=args.image_size, lpips_weight=args.lpips_weight,
@@ -523,9 +547,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_frames < 2:
         print(f"error: --num_frames must be >= 2, got {args.num_frames}", file=sys.stderr)
         return 2
+    resolve_image_size(args)
     if args.image_size % 14:
         print(
-            f"error: --image_size must be a multiple of 14 (VGGT patch size), got {args.image_size}",
+            f"error: --image_size must be a multiple of 14 (the patch size), got {args.image_size}",
             file=sys.stderr,
         )
         return 2
