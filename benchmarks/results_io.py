@@ -8,8 +8,9 @@ committed results) or ``--out PATH`` (anywhere else).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from utils.io_utils import atomic_write_json  # the benchmarks put the repository root on sys.path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -27,7 +28,6 @@ def save_results(args: argparse.Namespace, name: str, obj) -> Path | None:
         print(f"(results not written: --write updates benchmarks/results/{name}.json, --out PATH writes elsewhere)")
         return None
     out = Path(args.out) if args.out is not None else RESULTS / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(obj, indent=2) + "\n")
+    atomic_write_json(out, obj, nan_as_null=True)  # strict JSON: NaN -> null
     print(f"wrote {out}")
     return out

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from evaluation.layout import ARM_NAME_RE, ORIGINAL, prompt_id_for
+from evaluation.layout import ARM_NAME_RE, ORIGINAL, VideoKey, prompt_id_for
 
-__all__ = ["Arm", "PromptItem", "ArmSpecError", "parse_arm_specs", "adapter_error", "load_prompt_items"]
+__all__ = ["Arm", "PromptItem", "ArmSpecError", "parse_arm_specs", "adapter_error", "arm_video_keys", "load_prompt_items"]
 
 
 class ArmSpecError(ValueError):
@@ -97,6 +97,14 @@ def adapter_error(arm: Arm) -> str | None:
     except LoraAdapterError as e:
         return f"arm {arm.name!r}: {e}"
     return None
+
+
+def arm_video_keys(arm: Arm, items: Iterable["PromptItem"], seeds: Iterable[int]) -> list[tuple[VideoKey, "PromptItem"]]:
+    """``[(VideoKey, item)]`` of every video of ``arm``: each LoRA weight x prompt item x seed
+    (weight 0.0 for ``original``), in that order."""
+    items, seeds = list(items), [int(s) for s in seeds]
+    return [(VideoKey(it.prompt_id, seed, arm.name, 0.0 if arm.is_original else float(w)), it)
+            for w in arm.weights for it in items for seed in seeds]
 
 
 def load_prompt_items(prompts_json: str | os.PathLike, num_prompts: int | None, need_image: bool) -> list[PromptItem]:

@@ -57,6 +57,7 @@ def generate_arm(
 
     Returns:
         ``{VideoKey: error message}`` for videos that failed to generate (the run goes on).
+        Out-of-memory and CUDA errors (:func:`evaluation.device_errors.is_device_error`) are re-raised.
 
     Raises:
         generate.common.GenerationConfigError / utils.lora.LoraAdapterError: the model or adapter
@@ -68,6 +69,7 @@ def generate_arm(
     from generate.common import (
         generate_video, load_image, load_pipeline, read_model_defaults, resolve_video_size, save_video,
     )
+    from evaluation.device_errors import is_device_error
     from utils.lora import set_lora_scale
 
     frames_n, height, width = resolve_video_size(
@@ -106,6 +108,8 @@ def generate_arm(
                 )
                 save_video(frames, path, fps=settings.fps)
             except Exception as e:  # noqa: BLE001 - recorded per video, the run goes on
+                if is_device_error(e):
+                    raise  # out of memory / CUDA: not the video's fault, stop (a restart resumes)
                 logger.error("generation failed for %s: %s", path, e)
                 errors[key] = f"generation failed: {type(e).__name__}: {e}"
     finally:

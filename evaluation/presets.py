@@ -2,9 +2,10 @@
 
 A preset fills every setting the user did not give (``None`` constants / flags). The real presets
 use the released ``replicate.sh`` / ``replicate.py`` / ``replicate_scorer.py`` settings: 100 DL3DV
-captions, seed 456, LoRA weight 1.0, 50 DDIM steps, guidance 6.0, 10 frames per video for the
-geometry metrics (conf_thres 0, holes counted, LPIPS weight 1); the released scorer's backbone is
-DA3 (``depth-anything/DA3-LARGE`` at 504 px), and so is ours (``--geometry_model vggt`` scores with
+captions, seed 456, LoRA weight 1.0 (CogVideoX1.5: 0.1, see below), 50 DDIM steps, guidance 6.0,
+10 frames per video for the geometry metrics (conf_thres 0, holes counted, LPIPS weight 1, world
+points from the point head as the released reward); the released scorer's backbone is DA3
+(``depth-anything/DA3-LARGE`` at 504 px), and so is ours (``--geometry_model vggt`` scores with
 VGGT-1B at 518 px instead).
 
 The tiny preset runs on CPU in about a minute: tiny random CogVideoX/VGGT checkpoints
@@ -27,21 +28,29 @@ __all__ = ["PRESETS", "REPO_ROOT", "prepare_tiny", "build_random_lora_adapter"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CAPTIONS = str(REPO_ROOT / "data" / "dl3dv_captions_1K.json")
 
-_RELEASED = dict(num_prompts=100, seeds=[456], num_inference_steps=50, guidance_scale=6.0, fps=8,
-                 score_num_frames=10, image_size=None, conf_thres=0.0, geometry_model="da3",
-                 geometry_weights=None, device=None, bootstrap_resamples=10_000)
+_RELEASED = dict(num_prompts=100, seeds=[456], lora_weights=[1.0], num_inference_steps=50, guidance_scale=6.0,
+                 fps=8, score_num_frames=10, image_size=None, conf_thres=0.0, points_source="point_head",
+                 geometry_model="da3", geometry_weights=None, device=None, bootstrap_resamples=10_000)
 PRESETS: dict[str, dict] = {
-    "tiny": dict(kind="t2v", prompts_json=CAPTIONS, num_prompts=4, seeds=[0, 1], num_inference_steps=4,
-                 guidance_scale=6.0, fps=8, score_num_frames=8, image_size=112, conf_thres=0.0,
-                 geometry_model="vggt", device="cpu", bootstrap_resamples=2000,
-                 arms={"dpo": None}),
+    # points_source "depth": the tiny random VGGT's point head lands almost every point off-screen
+    # (~0.1 % of the pixels covered), so its reprojection metrics would measure image brightness;
+    # its depth head covers the frame (as demo.py scores the tiny VGGT). Real presets: "point_head".
+    "tiny": dict(kind="t2v", prompts_json=CAPTIONS, num_prompts=4, seeds=[0, 1], lora_weights=[1.0],
+                 num_inference_steps=4, guidance_scale=6.0, fps=8, score_num_frames=8, image_size=112,
+                 conf_thres=0.0, points_source="depth", geometry_model="vggt", device="cpu",
+                 bootstrap_resamples=2000, arms={"dpo": None}),
     "cogvideox-5b": dict(_RELEASED, kind="t2v", base_model="THUDM/CogVideoX-5b", prompts_json=CAPTIONS,
                          arms={"dpo": str(REPO_ROOT / "checkpoints" / "VideoGPA-T2V-lora")}),
     "cogvideox-5b-i2v": dict(_RELEASED, kind="i2v", base_model="THUDM/CogVideoX-5b-I2V",
                              images_dir=str(REPO_ROOT / "data" / "images"),
                              arms={"dpo": str(REPO_ROOT / "checkpoints" / "VideoGPA-I2V-lora")}),
+    # lora_weights 0.1: the released CogVideoX1.5 inference applies the LoRA with absolute scaling 0.2
+    # (generate.common.COGVIDEOX15_RELEASED_LORA_SCALING), i.e. multiplier 0.2 * r / alpha = 0.1 of the
+    # trained alpha / r for the released adapter (r 64, alpha 128; generate.common.default_lora_scale).
+    # 1.0 would apply 10x the released scale. Another adapter: --lora_weights 0.2*r/alpha.
     "cogvideox1.5-5b": dict(_RELEASED, kind="t2v", base_model="THUDM/CogVideoX1.5-5B", prompts_json=CAPTIONS,
-                            fps=16, arms={"dpo": str(REPO_ROOT / "checkpoints" / "VideoGPA-T2V1.5-lora")}),
+                            fps=16, lora_weights=[0.1],
+                            arms={"dpo": str(REPO_ROOT / "checkpoints" / "VideoGPA-T2V1.5-lora")}),
 }
 
 

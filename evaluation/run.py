@@ -12,11 +12,16 @@ Steps (each resumable; see ``evaluate.py`` for the command line):
    are discovered in ``--videos_dir``, released naming accepted);
 5. scoring (``evaluation.scoring``): one row per video appended to ``scores.csv`` (or the shard's
    ``scores.shard<i>of<K>.csv``), rewritten atomically after every video; rows already present are
-   kept (``--retry_errors`` re-does the error rows);
+   kept (``--retry_errors`` re-does the error rows) when the run's settings match the CSV's
+   settings record (``evaluation.run_settings``; else exit 2, or ``--overwrite`` starts over);
+   out-of-memory / CUDA errors stop the run instead of becoming error rows
+   (``evaluation.device_errors``);
 6. ``summary.json``, ``summary.md`` and plots (``evaluation.summary``); sharded runs summarise after
-   ``--merge``.
+   ``--merge`` (shards ``0..K-1`` of ``--num_shards K``). Under ``torchrun``/``srun`` the shard
+   defaults come from the launcher (``utils.launcher``), so one command runs every shard.
 
-Exit codes: 0 done (per-video errors are recorded in scores.csv), 2 bad input or settings, 1 failure.
+Exit codes: 0 done (per-video errors are recorded in scores.csv and counted at the end), 2 bad
+input or settings, 1 failure (a crash, no video could be scored, or shards missing at ``--merge``).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ def _ints(text: str) -> list[int]:
 def build_parser(defaults: Mapping[str, Any]) -> argparse.ArgumentParser:
     """Command line of ``evaluate.py``; ``defaults`` are its constants (lower-case names, None = preset's)."""
     from evaluation.presets import PRESETS
+    from pipelines.process_video import POINTS_SOURCES
+    from utils.launcher import SHARD_HELP, launch_info
 
     d = dict(defaults)
     p = argparse.ArgumentParser(description="VideoGPA evaluation: base model vs adapters, paired statistics.",
@@ -73,6 +80,8 @@ def build_parser(defaults: Mapping[str, Any]) -> argparse.ArgumentParser:
     p.add_argument("--score_num_frames", type=int, default=d["score_num_frames"], help="frames per video for geometry metrics")
     p.add_argument("--image_size", type=int, default=d["image_size"])
     p.add_argument("--conf_thres", type=float, default=d["conf_thres"])
+    p.add_argument("--points_source", choices=POINTS_SOURCES, default=d["points_source"],
+                   help="world points of the reprojection: point_head (released reward) or depth (tiny preset)")
     p.add_argument("--mask_uncovered", action=argparse.BooleanOptionalAction, default=d["mask_uncovered"],
                    help="metrics on covered pixels only (default off: released, holes black and counted)")
     p.add_argument("--lpips_weight", type=float, default=d["lpips_weight"])
@@ -84,8 +93,12 @@ def build_parser(defaults: Mapping[str, Any]) -> argparse.ArgumentParser:
     p.add_argument("--bootstrap_resamples", type=int, default=d["bootstrap_resamples"])
     p.add_argument("--score_only", action="store_true", help="score the videos in --videos_dir, generate nothing")
     p.add_argument("--retry_errors", action="store_true", help="redo rows of scores.csv that have an error")
-    p.add_argument("--num_shards", type=int, default=1)
-    p.add_argument("--shard_index", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="settings differ from the scores CSV's record: discard its rows (and, when generation "
+                        "settings changed, this run's videos) and start over")
+    launch = launch_info()
+    p.add_argument("--num_shards", type=int, default=launch.num_shards, help=f"split the prompts into K shards ({SHARD_HELP})")
+    p.add_argument("--shard_index", type=int, default=launch.shard_index, help="which shard this process runs")
     p.add_argument("--merge", action="store_true", help="join the shard CSVs into scores.csv and summarise")
     p.add_argument("--summarize", metavar="CSV", default=None,
                    help="only summarise this scores CSV (this project's or the released one) into --output_dir")
@@ -118,7 +131,7 @@ def resolve_settings(args: argparse.Namespace, constants_arms: Mapping[str, str 
         raise ValueError(f"--geometry_model {s.geometry_model!r}: choose from {GEOMETRY_MODELS}")
     notes = []
     if s.preset == "tiny":
-        need_adapter = not arms.get("dpo") and not s.score_only
+        need_adapter = not arms.get("dpo") and not s.score_only and not s.merge
         tiny = prepare_tiny(s.output_dir / "tiny_assets", s.tiny_root, base_model=s.base_model,
                             vggt=s.geometry_weights is None, lpips=s.lpips_vgg_weights is None, adapter=need_adapter)
         for k, v in tiny.items():
@@ -159,14 +172,15 @@ def _build_evaluator(s):
 
     settings = ScoringSettings(geometry_model=s.geometry_model, geometry_weights=s.geometry_weights,
                                num_frames=s.score_num_frames, image_size=s.image_size, conf_thres=s.conf_thres,
-                               mask_uncovered=s.mask_uncovered, lpips_weight=s.lpips_weight, device=s.device)
+                               points_source=s.points_source, mask_uncovered=s.mask_uncovered,
+                               lpips_weight=s.lpips_weight, device=s.device)
     lp = load_lpips(s.lpips_vgg_weights, s.lpips_lin_weights, device=s.device or "cpu")
     return VideoEvaluator(settings, lp)
 
 
 def _plan(s, arms, items) -> tuple[list, dict]:
     """(todo [(VideoKey, prompt, path)], error rows {key: row}) for generate-and-score mode."""
-    from evaluation.arms import adapter_error
+    from evaluation.arms import adapter_error, arm_video_keys
     from evaluation.generation import GenerationSettings, generate_arm
     from evaluation.layout import VideoKey
 
@@ -174,8 +188,7 @@ def _plan(s, arms, items) -> tuple[list, dict]:
     gen = GenerationSettings(s.base_model, s.kind, s.num_inference_steps, s.guidance_scale, s.fps,
                              s.num_frames, s.height, s.width, s.gpu_id, s.offload)
     for arm in arms:
-        keys = [(VideoKey(it.prompt_id, int(seed), arm.name, 0.0 if arm.is_original else float(w)), it)
-                for w in arm.weights for it in items for seed in s.seeds]
+        keys = arm_video_keys(arm, items, s.seeds)
         arm_err = adapter_error(arm)
         if arm_err:
             logger.error("%s: its videos are recorded with this error", arm_err)
@@ -205,6 +218,8 @@ def run(s, arm_specs: dict, notes: list[str]) -> int:
     from tqdm.auto import tqdm
 
     from evaluation.arms import parse_arm_specs
+    from evaluation.device_errors import is_device_error
+    from evaluation.run_settings import settings_gate
     from evaluation.scores_csv import read_scores, row_key, shard_csv_path, write_scores
     from evaluation.summary import write_summary
     from generate.candidates import shard_range
@@ -225,19 +240,24 @@ def run(s, arm_specs: dict, notes: list[str]) -> int:
     if s.score_only:
         s.num_prompts = None  # prompt texts of every entry: the folder may hold any of them
         items = _prompt_items(s) if s.prompts_json or s.images_dir else []
+        record, keep = settings_gate(s, arms, items, out_csv, bool(rows))
         todo = _discover(s, {it.prompt_id: it.prompt for it in items})
         pids = sorted({k.prompt_id for k, _, _ in todo})
-        keep = {pids[i] for i in shard_range(len(pids), s.shard_index, s.num_shards)}
-        todo, err_rows = [t for t in todo if t[0].prompt_id in keep], {}
+        keep_pids = {pids[i] for i in shard_range(len(pids), s.shard_index, s.num_shards)}
+        todo, err_rows = [t for t in todo if t[0].prompt_id in keep_pids], {}
     else:
         items = _prompt_items(s)
         items = [items[i] for i in shard_range(len(items), s.shard_index, s.num_shards)]
+        record, keep = settings_gate(s, arms, items, out_csv, bool(rows))
         todo, err_rows = _plan(s, arms, items)
+    if not keep:
+        rows = {}
     for key, r in err_rows.items():
         k = row_key(r)
         if k not in rows or rows[k].get("error"):
             rows[k] = r
     write_scores(out_csv, rows.values())
+
     def done(key) -> bool:
         k = (key.prompt_id, key.seed, key.arm, key.lora_weight)
         return k in rows and not (s.retry_errors and rows[k].get("error"))
@@ -249,32 +269,73 @@ def run(s, arm_specs: dict, notes: list[str]) -> int:
         try:
             row = _row(key, prompt, path, metrics=evaluator.score_video(path))
         except (VideoReadError, ScoringError, ValueError, RuntimeError, OSError) as e:
+            if is_device_error(e):
+                raise  # out of memory / CUDA: not the video's fault; the CSV holds every finished row
             logger.error("cannot score %s: %s", path, e)
             row = _row(key, prompt, path, error=f"scoring failed: {type(e).__name__}: {e}")
         rows[row_key(row)] = row
         write_scores(out_csv, rows.values())
+    n_err = sum(1 for r in rows.values() if r.get("error"))
     logger.info("scores: %s (%d rows, %.1f s)", out_csv, len(rows), time.perf_counter() - t0)
+    errors = f"{n_err} row(s) with an error (column `error` of {out_csv.name}; --retry_errors redoes them)"
     if sharded:
-        print(f"shard {s.shard_index}/{s.num_shards}: {len(rows)} rows -> {out_csv}; run --merge when every shard is done")
-        return 0
-    summary = write_summary(s.output_dir, list(read_scores(csv_path)), n_resamples=s.bootstrap_resamples, notes=notes)
-    print(f"scores: {csv_path}\nsummary: {s.output_dir / 'summary.md'} ({summary['videos']} videos, "
-          f"{summary['errors']} errors, {time.perf_counter() - t0:.1f} s)")
+        print(f"shard {s.shard_index}/{s.num_shards}: {len(rows)} rows, {errors} -> {out_csv}; "
+              "run --merge when every shard is done")
+    else:
+        summary = write_summary(s.output_dir, list(read_scores(csv_path)), n_resamples=s.bootstrap_resamples,
+                                notes=notes, settings=record)
+        print(f"scores: {csv_path}\nsummary: {s.output_dir / 'summary.md'} ({summary['videos']} videos, "
+              f"{time.perf_counter() - t0:.1f} s)\n{errors}")
+    if n_err == len(rows) and (rows or not sharded):
+        print(f"error: no video could be scored ({out_csv})", file=sys.stderr)
+        return 1
     return 0
 
 
 def _merge(s, notes) -> int:
-    from evaluation.scores_csv import merge_score_files, read_scores
+    """Join ``scores.shard<i>of<K>.csv`` for ``i < K = --num_shards`` into ``scores.csv`` and summarise.
+
+    Returns 0; 1 when shard files are missing (the partial merge is written and says so); 2 when
+    there is nothing to merge. Raises SettingsMismatchError when the shards' settings records differ.
+    """
+    from evaluation.run_settings import SettingsMismatchError, describe_difference, differing_keys, read_settings, write_settings
+    from evaluation.scores_csv import merge_score_files, read_scores, shard_csv_path
     from evaluation.summary import write_summary
 
+    k = s.num_shards
     csv_path = s.output_dir / "scores.csv"
-    files = sorted(s.output_dir.glob("scores.shard*of*.csv"))
-    if not files:
-        print(f"error: no shard files scores.shard<i>of<K>.csv in {s.output_dir}", file=sys.stderr)
+    if k < 2:
+        print("error: --merge joins the shard files of --num_shards K (K > 1): give the K of the sharded run",
+              file=sys.stderr)
         return 2
-    n = merge_score_files(files, csv_path)
-    write_summary(s.output_dir, read_scores(csv_path), n_resamples=s.bootstrap_resamples, notes=notes)
-    print(f"merged {len(files)} shard file(s): {n} rows -> {csv_path}")
+    files = [shard_csv_path(csv_path, i, k) for i in range(k)]
+    present = [f for f in files if f.is_file()]
+    missing = [f.name for f in files if not f.is_file()]
+    others = sorted(set(s.output_dir.glob("scores.shard*of*.csv")) - set(files))
+    if others:
+        logger.warning("ignored shard file(s) of another --num_shards: %s", ", ".join(f.name for f in others))
+    if not present:
+        print(f"error: none of the {k} shard files scores.shard<i>of{k}.csv is in {s.output_dir}", file=sys.stderr)
+        return 2
+    records = {f.name: read_settings(f) for f in present}
+    known = {n: r for n, r in records.items() if r is not None}
+    record = next(iter(known.values()), None)
+    for name, r in known.items():
+        diff = differing_keys(record, r)
+        if diff:
+            first = next(iter(known))
+            raise SettingsMismatchError(f"shards {first} and {name} were made with different settings: "
+                                        f"{describe_difference(record, r, diff)}")
+    n = merge_score_files(present, csv_path)
+    if record is not None:
+        write_settings(csv_path, record)
+    if missing:
+        notes = notes + [f"incomplete merge: shard file(s) missing: {', '.join(missing)}"]
+    write_summary(s.output_dir, read_scores(csv_path), n_resamples=s.bootstrap_resamples, notes=notes, settings=record)
+    print(f"merged {len(present)} of {k} shard file(s): {n} rows -> {csv_path}")
+    if missing:
+        print(f"error: shard file(s) missing, the merge is incomplete: {', '.join(missing)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -306,8 +367,8 @@ def main(argv: Sequence[str] | None, defaults: Mapping[str, Any]) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     defaults = dict(defaults)
     constants_arms = defaults.pop("arms", {}) or {}
-    args = build_parser(defaults).parse_args(argv)
     try:
+        args = build_parser(defaults).parse_args(argv)  # inside: inconsistent launcher variables are bad input
         if args.summarize:
             out = Path(args.output_dir) if args.output_dir else Path(args.summarize).parent
             s = summarize_csv(args.summarize, out, n_resamples=args.bootstrap_resamples or 10_000)

@@ -51,6 +51,9 @@ class ScoringSettings:
         geometry_weights: hub id, local folder or weights file of the backbone; None: its hub id.
         num_frames: frames sampled per video for the geometry metrics (10).
         image_size: square side of the sampled frames; None: 518 for VGGT, 504 for DA3.
+        points_source: world points of the reprojection (``pipelines.process_video.POINTS_SOURCES``):
+            ``"point_head"`` (the model's point map placed by its camera head, the released reward)
+            or ``"depth"`` (depth unprojected with the predicted cameras).
         conf_thres: depth-confidence percentile filter (0 keeps every point).
         mask_uncovered: False (released): reprojection holes are black and count.
         lpips_weight: consistency_score = mse + lpips_weight * lpips (released: 1).
@@ -61,6 +64,7 @@ class ScoringSettings:
     geometry_weights: str | None = None
     num_frames: int = 10
     image_size: int | None = None
+    points_source: str = "point_head"
     conf_thres: float = 0.0
     mask_uncovered: bool = False
     lpips_weight: float = 1.0
@@ -114,7 +118,7 @@ class VideoEvaluator:
         self.processor = VideoProcessor(
             self.predictor, lpips=lpips, conf_thres=settings.conf_thres, num_frames=settings.num_frames,
             image_size=settings.image_size, lpips_weight=settings.lpips_weight,
-            mask_uncovered=settings.mask_uncovered,
+            mask_uncovered=settings.mask_uncovered, points_source=settings.points_source,
         )
         self.lpips = self.processor.lpips
 

@@ -2,6 +2,7 @@
 an end-to-end tiny run with bad inputs, and a run interrupted midway then resumed."""
 
 import csv
+import json
 import math
 import shutil
 from pathlib import Path
@@ -22,6 +23,10 @@ RELEASED = Path(__file__).parent / "fixtures" / "released_scores" / "videogpa_i2
 
 def _evaluate(argv):
     return load_script(REPO / "evaluate.py").main([str(a) for a in argv])
+
+
+def _no_nan(token):
+    raise AssertionError(f"invalid JSON constant {token}")
 
 
 def test_video_names_and_prompt_ids():
@@ -66,9 +71,7 @@ def test_scores_csv_roundtrip_dedup_and_merge(tmp_path):
 
 def test_summarize_released_scores_csv(tmp_path):
     assert _evaluate(["--summarize", RELEASED, "--output_dir", tmp_path, "--bootstrap_resamples", 500]) == 0
-    import json
-
-    s = json.loads((tmp_path / "summary.json").read_text())
+    s = json.loads((tmp_path / "summary.json").read_text(), parse_constant=_no_nan)
     assert s["conditions"] == ["dpo"] and s["per_arm"]["dpo"]["videos"] == 100 and s["vs_original"] == {}
     got = {m: v["mean"] for m, v in s["per_arm"]["dpo"]["metrics"].items()}
     with open(RELEASED, newline="") as f:
@@ -98,6 +101,75 @@ def test_summary_detects_a_known_shift_and_not_a_null():
     assert not ps["significant"] and ps["ci_low"] < 0 < ps["ci_high"]
     assert mse["wilcoxon_p_holm"] == pytest.approx(min(1.0, 2 * mse["wilcoxon_p"]), rel=1e-9) or \
         mse["wilcoxon_p_holm"] >= mse["wilcoxon_p"]
+
+
+def test_seeds_are_averaged_per_prompt():
+    """6 prompts x 4 seeds: the unit is the prompt (n = 6), the diff is the mean of per-prompt means."""
+    rng = np.random.default_rng(1)
+    rows, diffs = [], {}
+    for p in range(6):
+        scene = rng.normal(0.05, 0.02)
+        for seed in range(4):
+            b, t = scene + rng.normal(0, 0.005), scene + rng.normal(-0.004, 0.005)
+            diffs.setdefault(p, []).append(t - b)
+            rows += [{"prompt_id": f"p{p}", "seed": seed, "arm": "original", "lora_weight": 0.0, "error": "", "mse": b,
+                      "lpips": math.nan},
+                     {"prompt_id": f"p{p}", "seed": seed, "arm": "dpo", "lora_weight": 1.0, "error": "", "mse": t,
+                      "lpips": math.nan}]
+    rows[-1]["mse"] = math.nan  # a failed video: its pair is left out of its prompt's mean
+    diffs[5].pop()
+    s = summarize_rows(rows, n_resamples=500)
+    comp = s["vs_original"]["dpo"]
+    assert comp["pairs"] == 24 and comp["prompts"] == 6
+    assert comp["metrics"]["mse"]["n"] == 6 and s["per_arm"]["dpo"]["metrics"]["mse"]["n"] == 6
+    assert comp["metrics"]["mse"]["mean_diff"] == pytest.approx(np.mean([np.mean(d) for d in diffs.values()]), rel=1e-9)
+    assert s["per_arm"]["original"]["prompts"] == 6 and s["per_arm"]["original"]["videos"] == 24
+    assert s["unit_of_analysis"].startswith("prompt")
+
+
+def test_summary_files_are_strict_json_and_state_the_unit(tmp_path):
+    from evaluation.summary import write_summary
+
+    rows = [{"prompt_id": f"p{p}", "seed": s, "arm": a, "lora_weight": w, "error": "", "mse": 0.01 * (p + 1) + d,
+             "lpips": math.nan} for p in range(3) for s in (0, 1) for a, w, d in (("original", 0.0, 0), ("dpo", 1.0, -0.001))]
+    write_summary(tmp_path, rows, n_resamples=200, plots=False)
+    s = json.loads((tmp_path / "summary.json").read_text(), parse_constant=_no_nan)
+    assert s["per_arm"]["dpo"]["metrics"]["lpips"]["mean"] is None  # NaN -> null
+    assert "n = prompts (seeds averaged per prompt)" in (tmp_path / "summary.md").read_text()
+
+
+def test_released_csv_defaults_and_errors_are_missing(tmp_path):
+    """replicate_scorer.py writes 0.0 when a metric is missing and empty metrics with an error."""
+    from evaluation.summary import load_rows_any
+
+    head = "prompt_id,video_name,video_path,relative_path,backbone,mse,consistency_score,motion_score,psnr,ssim,lpips,mvcs,epipolar,error"
+    lines = [head,
+             "a,seed_456_dpo_w1.0.mp4,v,r,da3,0.01,0.3,0.02,20.0,0.8,0.29,0.9,0.5,",
+             "b,seed_456_dpo_w1.0.mp4,v,r,da3,0.02,0.5,0.03,17.0,0.7,0.48,0.0,0.6,",  # mvcs missing -> 0.0
+             "c,seed_456_dpo_w1.0.mp4,v,r,da3,0.03,0.6,0.0,0.0,0.0,0.57,0.8,-1.0,",  # psnr/ssim missing, no epipolar pair
+             "d,seed_456_dpo_w1.0.mp4,v,r,da3,0.5,,,,,,,,CUDA error"]
+    (tmp_path / "scores.csv").write_text("\n".join(lines) + "\n")
+    rows = load_rows_any(tmp_path / "scores.csv")
+    assert rows[0]["mvcs"] == 0.9 and rows[0]["psnr"] == 20.0
+    assert math.isnan(rows[1]["mvcs"]) and math.isnan(rows[2]["psnr"]) and math.isnan(rows[2]["ssim"])
+    assert rows[2]["motion_score"] == 0.0 and math.isnan(rows[2]["epipolar"]) and all(
+        math.isnan(rows[3][m]) for m in ("mse", "psnr", "mvcs"))
+    s = summarize_rows(rows, n_resamples=200)
+    means = {m: v["mean"] for m, v in s["per_arm"]["dpo"]["metrics"].items()}
+    assert means["mvcs"] == pytest.approx(0.85) and means["psnr"] == pytest.approx(18.5) and means["ssim"] == pytest.approx(0.75)
+    assert means["mse"] == pytest.approx(0.02) and s["errors"] == 1
+
+
+def test_cogvideox15_preset_uses_the_released_lora_scale():
+    from types import SimpleNamespace
+
+    from evaluation.presets import PRESETS
+    from generate.common import COGVIDEOX15_RELEASED_LORA_SCALING, default_lora_scale
+
+    p = PRESETS["cogvideox1.5-5b"]
+    released = default_lora_scale(SimpleNamespace(lora_scaling=COGVIDEOX15_RELEASED_LORA_SCALING), p["arms"]["dpo"])
+    assert p["lora_weights"] == [pytest.approx(released)] and released == pytest.approx(0.1)
+    assert PRESETS["cogvideox-5b"]["lora_weights"] == [1.0] and PRESETS["cogvideox-5b"]["points_source"] == "point_head"
 
 
 # --- end to end (tiny models) ------------------------------------------------------------------
@@ -142,7 +214,10 @@ def test_tiny_run_rows_errors_and_summary(tiny_run):
         for m in ("consistency_score", "mse", "psnr", "ssim", "lpips", "mvcs", "temporal_lpips", "flow_warp_error"):
             assert math.isfinite(r[m]), (m, r)
         assert r["psnr"] == pytest.approx(10 * math.log10(1 / r["mse"]), abs=0.05)  # both over full frames, holes black
+        assert r["coverage"] > 0.5, r  # tiny preset: depth points cover the frame (its point head: ~0.1 %)
         assert Path(r["video_path"]).is_file() and parse_video_name(r["video_path"]) == (0, r["arm"], r["lora_weight"])
+    summary = json.loads((out / "summary.json").read_text(), parse_constant=_no_nan)  # strict JSON
+    assert summary["settings"]["points_source"] == "depth" and summary["settings"]["lora_weights"] == [1.0]
     md = (out / "summary.md").read_text()
     assert "Versus `original`" in md and "p_holm" in md and "[" in md
     assert "broken" in md and (out / "paired_diff_mse.png").stat().st_size > 1000

@@ -10,6 +10,7 @@ half-written one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -102,13 +103,29 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
+def _nan_to_null(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_null(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2, nan_as_null: bool = False) -> None:
     """Serialise ``obj`` as UTF-8 JSON and write it to ``path`` atomically.
+
+    ``nan_as_null=False`` writes NaN/Infinity as Python's ``json`` does (read back by Python, but not
+    valid JSON for other readers); True writes ``null`` for every non-finite float (strict JSON, for
+    reports such as ``summary.json`` and benchmark results).
 
     Raises:
         TypeError: ``obj`` is not JSON-serialisable (nothing is written in that case).
     """
-    data = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=True).encode("utf-8")
+    if nan_as_null:
+        obj = _nan_to_null(obj)
+    data = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=not nan_as_null).encode("utf-8")
     atomic_write_bytes(path, data + b"\n")
 
 
