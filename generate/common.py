@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from utils.hub import ModelNotAvailableError, check_hub_model
-from utils.io_utils import JSONInputError, read_json, slugify
+from utils.io_utils import JSONInputError, read_json
 from utils.launcher import launch_info
 from utils.log_filters import quiet_expected_messages
 from utils.lora import LoraAdapterError, load_lora_adapter, read_adapter_config, validate_adapter_dir
