@@ -18,17 +18,21 @@ and to include branching, ``beam_search`` itself runs once per prompt with
 ``--direct N,KEEP,BRANCH`` (default 4,1,4: the NFE of best-of-4 spent on one survivor's branches).
 
 Default (CPU): the tiny random CogVideoX (at 32x48 px, 9 frames) and VGGT of ``utils.tiny_models``, consistency without
-LPIPS (MSE of the VGGT reprojection) and ``frame_diff``. Random tiny models produce noise videos,
-so correlations and gains measure the code path, not a real model. With a GPU and local weights:
+LPIPS (MSE of the VGGT reprojection) and ``frame_diff``. With the tiny VGGT the consistency verifier uses
+``points_source="depth"``: the random point head puts points on ~0.1 % of the pixels, so the released
+``"point_head"`` score would be ~ mean(frame^2) of an all-black reprojection (a brightness measure, not
+geometry); the depth head covers every pixel. With a real ``--vggt_model`` the default is the released
+``"point_head"``. Random tiny models produce noise videos, so correlations and gains measure the code path,
+not a real model. With a GPU and local weights:
 ``--base_model THUDM/CogVideoX-5b --vggt_model facebook/VGGT-1B --steps 50 --size 350 --frames 8``.
 
-    python benchmarks/test_time_search.py [--write]   # writes benchmarks/results/test_time_search.{json,png}
+    python benchmarks/test_time_search.py [--write | --out PATH]   # --write: benchmarks/results/<name>.{json,png}
 
 CPU time: about 17 s per prompt single-threaded (``OMP_NUM_THREADS=1``), dominated by VAE decodes;
 on a shared, oversubscribed CPU set ``OMP_NUM_THREADS=1`` (2 threads at load 10 took 25 min).
 
-Without ``--write`` existing results are not overwritten (the table is printed; files go to
-``--out_dir`` only if absent).
+Without ``--write`` or ``--out`` only the table is printed (``benchmarks/results_io.py``); the plot is
+written beside the JSON (same name, ``.png``).
 """
 
 from __future__ import annotations
@@ -51,7 +55,10 @@ from generate.common import load_pipeline, read_model_defaults, resolve_video_si
 from generate.partial_denoise import PartialDenoiser, prune_step  # noqa: E402
 from generate.search import beam_search  # noqa: E402
 from generate.verifiers import Verifier, VerifierSettings  # noqa: E402
-from utils.io_utils import atomic_write_bytes, atomic_write_json  # noqa: E402
+from results_io import RESULTS, add_output_args, save_results  # noqa: E402  (benchmarks/results_io.py)
+from utils.io_utils import atomic_write_bytes  # noqa: E402
+
+NAME = "test_time_search"
 
 PROMPTS_JSON = ROOT / "tests" / "fixtures" / "dl3dv_captions_8.json"
 NUM_PROMPTS = 4
@@ -66,6 +73,9 @@ VERIFIER_SIZE = 56
 SUBSETS = 200
 DIRECT = (4, 1, 4)  # N, KEEP, BRANCH of the direct beam_search run
 SEED = 0
+# consistency verifier's point cloud: None = "depth" for the tiny random VGGT (its point head covers ~0.1 % of
+# the pixels, the score would be the frames' brightness), the released "point_head" for a real --vggt_model
+POINTS_SOURCE = None
 TINY_SIZE = (32, 48)  # (height, width) for the tiny model: VAE decoding dominates the CPU time, keep it small
 
 
@@ -118,6 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--base_model", default=None, help="diffusers folder / hub id (default: tiny random CogVideoX)")
     ap.add_argument("--vggt_model", default=None, help="VGGT for the consistency verifier (default: tiny random)")
     ap.add_argument("--lpips", action="store_true", help="consistency = MSE + LPIPS (needs LPIPS weights)")
+    ap.add_argument("--points_source", choices=("point_head", "depth"), default=POINTS_SOURCE,
+                    help="consistency verifier's point cloud (default: depth for the tiny VGGT, else point_head)")
     ap.add_argument("--num_prompts", type=int, default=NUM_PROMPTS)
     ap.add_argument("--max_n", type=int, default=MAX_N)
     ap.add_argument("--ns", default=",".join(map(str, NS)))
@@ -129,21 +141,20 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=VERIFIER_SIZE)
     ap.add_argument("--subsets", type=int, default=SUBSETS)
     ap.add_argument("--direct", default=",".join(map(str, DIRECT)), help="N,KEEP,BRANCH of the direct beam run ('' skips)")
-    ap.add_argument("--out_dir", default=str(ROOT / "benchmarks" / "results"))
-    ap.add_argument("--write", action="store_true", help="overwrite existing results")
-    ap.add_argument("--from_json", default=None, help="only print the table and redraw the plot of a results JSON")
+    ap.add_argument("--from_json", default=None,
+                    help="only print the table of a results JSON (and redraw its plot with --write / --out)")
+    add_output_args(ap, NAME)
     args = ap.parse_args(argv)
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         m = saved["meta"]
         _print(saved["summary"], m["ns"], m["prune_steps"], m["steps"])
-        png_path = Path(args.out_dir) / "test_time_search.png"
-        if png_path.exists() and not args.write:
-            print(f"not written: {png_path} exists (pass --write to overwrite)")
-        else:
+        if args.write or args.out:
+            png_path = (Path(args.out) if args.out else RESULTS / f"{NAME}.json").with_suffix(".png")
             _plot(saved["summary"], m["ns"], m["prune_steps"], m["steps"], png_path)
             print(f"wrote {png_path}")
         return 0
+    points_source = args.points_source or ("point_head" if args.vggt_model else "depth")
     ns = [int(x) for x in args.ns.split(",") if int(x) <= args.max_n]
     prune_ats = [float(x) for x in args.prune_at.split(",")]
     stops = sorted({prune_step(args.steps, p) for p in prune_ats})
@@ -167,7 +178,8 @@ def main(argv=None) -> int:
         num_frames, height, width = resolve_video_size(read_model_defaults(base), None, args.height or tiny_hw[0],
                                                        args.width or tiny_hw[1])
         settings = VerifierSettings(device=str(pipe.videogpa_device), num_frames=args.frames, image_size=args.size,
-                                    vggt_model=args.vggt_model or str(tiny["vggt"]), lpips=args.lpips)
+                                    vggt_model=args.vggt_model or str(tiny["vggt"]), lpips=args.lpips,
+                                    points_source=points_source)
         verifiers = {name: Verifier(name, settings) for name in VERIFIERS}
         rng = np.random.default_rng(0)
         per_prompt, direct_rows = [], []
@@ -210,20 +222,19 @@ def main(argv=None) -> int:
     _print(summary, ns, stops, args.steps)
     meta = {"base_model": args.base_model or "tiny random CogVideoX (utils.tiny_models)",
             "vggt_model": args.vggt_model or "tiny random VGGT", "lpips": args.lpips,
+            "points_source": points_source,
+            "verifiers": {name: {k: v for k, v in ver.describe().items() if k != "verifier_vggt_model"}
+                          for name, ver in verifiers.items()},
             "num_prompts": len(prompts), "max_n": args.max_n, "ns": ns, "prune_at": prune_ats, "prune_steps": stops,
             "steps": args.steps, "guidance_scale": GUIDANCE_SCALE, "verifier_frames": args.frames,
             "verifier_size": args.size, "keep_rule": "max(1, N // 4)", "subsets": args.subsets,
             "video": [num_frames, height, width], "wall_seconds": round(time.perf_counter() - t_start, 1),
             "torch_threads": __import__("torch").get_num_threads(), "python": platform.python_version(),
             "loadavg_1_5_15": list(os.getloadavg())}  # fmt: skip
-    out_dir = Path(args.out_dir)
-    json_path, png_path = out_dir / "test_time_search.json", out_dir / "test_time_search.png"
-    if not args.write and (json_path.exists() or png_path.exists()):
-        print(f"not written: {json_path} / {png_path} exist (pass --write to overwrite)")
-        return 0
-    atomic_write_json(json_path, {"meta": meta, "summary": summary, "per_prompt": per_prompt})
-    _plot(summary, ns, stops, args.steps, png_path)
-    print(f"wrote {json_path} and {png_path}")
+    json_path = save_results(args, NAME, {"meta": meta, "summary": summary, "per_prompt": per_prompt})
+    if json_path is not None:
+        _plot(summary, ns, stops, args.steps, json_path.with_suffix(".png"))
+        print(f"wrote {json_path.with_suffix('.png')}")
     return 0
 
 

@@ -54,6 +54,7 @@ from generate.common import (  # noqa: E402
     OFFLOAD_MODES,
     GenerationConfigError,
     PromptEntry,
+    launcher_info,
     generate_video,
     load_image,
     load_pipeline,
@@ -63,7 +64,7 @@ from generate.common import (  # noqa: E402
     save_video,
 )
 from utils.io_utils import JSONInputError, atomic_write_json, read_json, slugify  # noqa: E402
-from utils.launcher import SHARD_HELP, launch_info  # noqa: E402
+from utils.launcher import SHARD_HELP, LaunchInfo  # noqa: E402
 from utils.log_filters import quiet_expected_messages  # noqa: E402
 from utils.lora import LoraAdapterError  # noqa: E402
 
@@ -455,6 +456,8 @@ def build_arg_parser(defaults: Mapping[str, Any], description: str | None = None
     Args:
         defaults: ``base_model, prompts_json, output_dir, kind, num_seeds, seed_start, num_frames,
             height, width, num_inference_steps, guidance_scale, fps`` (missing keys: CandidateConfig's defaults).
+    Inconsistent launcher variables (the shard defaults come from them) do not raise here: the
+    parsed namespace carries ``launch_error`` and :func:`run_from_args` reports it (exit code 2).
     """
     d = {f: v for f, v in asdict(CandidateConfig("", "", "")).items() if f != "seeds"}
     d.update({k: v for k, v in defaults.items() if v is not None or k in ("num_frames", "height", "width")})
@@ -479,7 +482,11 @@ def build_arg_parser(defaults: Mapping[str, Any], description: str | None = None
     p.add_argument("--num_inference_steps", type=int, default=d["num_inference_steps"])
     p.add_argument("--guidance_scale", type=float, default=d["guidance_scale"])
     p.add_argument("--fps", type=float, default=d["fps"])
-    launch = launch_info()
+    try:
+        launch, launch_error = launcher_info(), None
+    except GenerationConfigError as e:  # e.g. RANK=4 with WORLD_SIZE=4: reported by run_from_args
+        launch, launch_error = LaunchInfo(), str(e)
+    p.set_defaults(launch_error=launch_error)
     p.add_argument("--num_shards", type=int, default=launch.num_shards,
                    help=f"split the prompts into K shards ({SHARD_HELP})")
     p.add_argument("--shard_index", type=int, default=launch.shard_index,
@@ -507,6 +514,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     """
     _setup_logging()
     try:
+        if getattr(args, "launch_error", None):
+            raise GenerationConfigError(args.launch_error)
         if args.merge:
             groups_json = Path(args.groups_json) if args.groups_json else Path(args.output_dir) / GROUPS_JSON_NAME
             shards = find_shard_jsons(groups_json, args.num_shards if args.num_shards > 1 else None)

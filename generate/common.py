@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from utils.hub import ModelNotAvailableError, check_hub_model
-from utils.io_utils import JSONInputError, read_json, slugify
+from utils.io_utils import JSONInputError, read_json
 from utils.launcher import launch_info
 from utils.log_filters import quiet_expected_messages
 from utils.lora import LoraAdapterError, load_lora_adapter, read_adapter_config, validate_adapter_dir
@@ -49,6 +49,7 @@ __all__ = [
     "GenerationConfigError",
     "ModelDefaults",
     "PromptEntry",
+    "launcher_info",
     "select_device",
     "select_dtype",
     "model_defaults",
@@ -132,6 +133,18 @@ class PromptEntry:
 # ------------------------------------------------------------------------------------------------
 
 
+def launcher_info():
+    """``utils.launcher.launch_info()``, with inconsistent launcher variables as a configuration error.
+
+    Raises:
+        GenerationConfigError: e.g. ``RANK=4`` with ``WORLD_SIZE=4`` (the message names the variables).
+    """
+    try:
+        return launch_info()
+    except ValueError as e:
+        raise GenerationConfigError(f"inconsistent launcher environment (torchrun/srun variables): {e}") from e
+
+
 def select_device(gpu_id: int | None = None):
     """``cuda:<gpu_id>`` when CUDA is available, else CPU (with a warning if a GPU was asked for).
 
@@ -141,13 +154,14 @@ def select_device(gpu_id: int | None = None):
     Returns:
         ``torch.device``.
     Raises:
-        GenerationConfigError: ``gpu_id`` is not a visible CUDA device.
+        GenerationConfigError: ``gpu_id`` is not a visible CUDA device, or inconsistent launcher
+            variables (:func:`launcher_info`).
     """
     import torch
 
     if torch.cuda.is_available():
         if gpu_id is None:  # under torchrun/srun: this process's GPU on its node (utils/launcher.py)
-            local = launch_info().local_rank
+            local = launcher_info().local_rank
             idx = 0 if local is None else local % torch.cuda.device_count()
         else:
             idx = int(gpu_id)
@@ -623,7 +637,8 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
     p.add_argument("--gpu_id", type=int, default=None,
                    help="CUDA device index (default: $LOCAL_RANK / $SLURM_LOCALID under torchrun / srun, else 0)")
     p.add_argument("--skip_existing", action="store_true",
-                   help="keep videos that exist, decode and are newer than the adapter (resume a batch)")
+                   help="resume a batch: keep a video (or search result) whose settings record matches this "
+                   "run's settings, that decodes and is newer than the adapter")
     p.add_argument("--seed", type=int, default=defaults["seed"], help="random seed of the initial noise")
     p.add_argument("--num_inference_steps", type=int, default=defaults["num_inference_steps"],
                    help="denoising steps")
@@ -643,7 +658,10 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
 def inference_main(kind: str, argv: Sequence[str] | None, defaults: Mapping[str, Any]) -> int:
     """Body of the inference scripts. Writes ``<output_dir>/<name>_seed<seed>.mp4`` per prompt.
 
-    ``<name>`` is the prompt's slug (t2v) or the image file's stem (i2v).
+    ``<name>`` is the prompt's slug (t2v) or the image file's stem (i2v). Beside each video its
+    settings record ``<name>_seed<seed>.json`` (``generate/outputs.py``; ``--skip_existing`` keeps
+    a video only when the record matches); a search writes ``<name>_seed<seed>_<tag>.mp4`` and
+    ``.search.json`` instead (``generate/search_cli.py``).
 
     Returns:
         0 when every video was written, 1 when some batch entries failed (each reported), 2 for a
@@ -682,21 +700,12 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
         entries = [entry]
     if args.lora_path is not None:
         validate_adapter_dir(args.lora_path)
+    from generate.outputs import (generation_record, output_name, output_path, record_path, save_video_with_record,
+                                  stale_reason)
     from generate.search_cli import searcher_from_args
 
     searcher = searcher_from_args(args)  # None: plain generation
-    if searcher is not None and args.skip_existing:
-        raise GenerationConfigError(
-            "--skip_existing keeps plain videos; it cannot be combined with --best_of/--search"
-        )
     out_dir = Path(args.output_dir)
-    if args.skip_existing:
-        kept = [e for e in entries if not e.error and _is_fresh(_output_path(kind, e, out_dir, args.seed), args.lora_path)]
-        for e in kept:
-            logger.info("kept %s (exists, decodes, newer than the adapter)", _output_path(kind, e, out_dir, args.seed))
-        entries = [e for e in entries if e not in kept]
-        if not entries:
-            return 0
     model = read_model_defaults(args.base_model)
     num_frames, height, width = resolve_video_size(model, args.num_frames, args.height, args.width)
     lora_scale = args.lora_scale
@@ -705,6 +714,40 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
         if lora_scale != 1.0:
             logger.info("LoRA scale %g (the released absolute scaling %g; --lora_scale overrides)",
                         lora_scale, model.lora_scaling)  # fmt: skip
+
+    def record(entry: PromptEntry) -> dict[str, Any]:
+        return generation_record(
+            kind=kind, prompt=entry.prompt, image_path=entry.image_path, base_model=args.base_model,
+            lora_path=args.lora_path, lora_scale=lora_scale, seed=args.seed,
+            num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+            num_frames=num_frames, height=height, width=width, fps=args.fps,
+        )  # fmt: skip
+
+    def target(entry: PromptEntry) -> tuple[Path, Path, dict[str, Any]]:
+        """(video, its settings record, the settings it must match) of this entry."""
+        name = output_name(kind, entry.prompt, entry.image_path)
+        if searcher is not None:
+            return searcher.targets(out_dir, name, args.seed, record(entry), args.num_inference_steps)
+        video = output_path(out_dir, name, args.seed)
+        return video, record_path(video), record(entry)
+
+    if args.skip_existing:
+        todo = []
+        for entry in entries:
+            if entry.error:
+                todo.append(entry)
+                continue
+            video, rec, expected = target(entry)
+            why = stale_reason(video, rec, expected, args.lora_path)
+            if why is None:
+                logger.info("kept %s (its settings record %s matches this run)", video, rec.name)
+            else:
+                if video.exists() or rec.exists():
+                    logger.info("generating %s again: %s", video, why)
+                todo.append(entry)
+        entries = todo
+        if not entries:
+            return 0
     pipe = load_pipeline(
         args.base_model,
         kind,
@@ -728,12 +771,13 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
                 logger.error("skipping %r: %s", entry.key, e)
                 failures += 1
                 continue
+        video, _rec, expected = target(entry)
         if searcher is not None:
             failures += not searcher.generate_and_save(
-                pipe, prompt=entry.prompt, image=image, name=_output_name(kind, entry), out_dir=out_dir,
-                seed=args.seed, fps=args.fps, num_frames=num_frames, height=height, width=width,
+                pipe, prompt=entry.prompt, image=image, video_path=video, expected=expected, seed=args.seed,
+                fps=args.fps, num_frames=num_frames, height=height, width=width,
                 num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-            )
+            )  # fmt: skip
             continue
         frames = generate_video(
             pipe,
@@ -746,33 +790,6 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
             num_inference_steps=args.num_inference_steps,
             guidance_scale=args.guidance_scale,
         )
-        path = save_video(frames, _output_path(kind, entry, out_dir, args.seed), fps=args.fps)
+        path = save_video_with_record(frames, video, expected, fps=args.fps)
         print(f"wrote {path} ({frames.shape[0]} frames, {frames.shape[1]}x{frames.shape[2]})")
     return 1 if failures else 0
-
-
-def _output_name(kind: str, entry: PromptEntry) -> str:
-    """The video's base name: the prompt's slug (t2v) or the image's stem (i2v)."""
-    return slugify(Path(entry.image_path).stem) if kind == "i2v" else slugify(entry.prompt)
-
-
-def _output_path(kind: str, entry: PromptEntry, out_dir: Path, seed: int) -> Path:
-    """``<out_dir>/<name>_seed<seed>.mp4`` with ``name`` = :func:`_output_name`."""
-    return out_dir / f"{_output_name(kind, entry)}_seed{seed}.mp4"
-
-
-def _is_fresh(video: Path, lora_path: str | None) -> bool:
-    """True when ``video`` exists, decodes, and is newer than the adapter's weights (if any)."""
-    from utils.video_utils import VideoReadError, get_video_info
-
-    if not video.is_file():
-        return False
-    if lora_path is not None:
-        weights = [p for p in Path(lora_path).iterdir() if p.suffix in (".safetensors", ".bin")]
-        if any(p.stat().st_mtime_ns > video.stat().st_mtime_ns for p in weights):
-            return False
-    try:
-        get_video_info(video)
-    except VideoReadError:
-        return False
-    return True

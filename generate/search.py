@@ -44,7 +44,7 @@ from generate.verifiers import Verifier, VerifierResult
 logger = logging.getLogger(__name__)
 
 __all__ = ["SEARCH_MODES", "SearchConfig", "SearchResult", "SearchError", "search_video", "best_of_n",
-           "beam_search", "branch_seed"]  # fmt: skip
+           "beam_search", "branch_seed", "search_settings"]  # fmt: skip
 
 SEARCH_MODES = ("best_of", "beam")
 
@@ -106,7 +106,7 @@ class SearchResult:
             it branched from, or None), ``renoise_seed`` (branches only), ``early`` / ``final``
             (:meth:`VerifierResult.to_json` or None), ``status`` (``chosen``, ``finished``,
             ``pruned``, ``failed``).
-        settings: the search settings, steps and prune step, verifier spec and view size.
+        settings: :func:`search_settings` (search settings, steps, prune step, the verifier's description).
         cost: ``nfe``, ``nfe_single`` (one plain generation), ``verifier_calls``, ``vae_decodes`` and
             ``seconds`` (``denoise``, ``decode``, ``verify``, ``total``).
     """
@@ -128,6 +128,23 @@ class SearchResult:
         return {"settings": self.settings, "chosen": self.chosen, "chosen_seed": c["seed"],
                 "chosen_renoise_seed": c["renoise_seed"], "score": self.score,
                 "candidates": self.candidates, "cost": self.cost}  # fmt: skip
+
+
+def search_settings(config: SearchConfig, verifier: Verifier, num_inference_steps: int) -> dict[str, Any]:
+    """The settings that decide a search's outcome, as recorded in ``SearchResult.settings``.
+
+    Returns:
+        ``mode``, ``n``, (beam: ``keep``, ``branch``, ``prune_at``, ``prune_step``),
+        ``num_inference_steps`` and the verifier's :meth:`Verifier.describe` (spec, view size,
+        points source, models).
+    """
+    settings = {**asdict(config), "num_inference_steps": int(num_inference_steps), **verifier.describe()}
+    if config.mode == "beam":
+        settings["prune_step"] = prune_step(num_inference_steps, config.prune_at)
+    else:
+        for key in ("keep", "branch", "prune_at"):
+            settings.pop(key)
+    return settings
 
 
 def branch_seed(seed: int, step: int, branch: int) -> int:
@@ -187,13 +204,7 @@ def _finish(denoiser: PartialDenoiser, verifier: Verifier, config: SearchConfig,
     candidates[best]["status"] = "chosen"
     frames = videos[[r[0] for r in runs].index(best)]
     total = denoiser.num_inference_steps
-    settings = {**asdict(config), "num_inference_steps": total, "verifier": verifier.spec,
-                "verifier_frames": verifier.settings.num_frames, "verifier_size": verifier.settings.image_size}
-    if config.mode == "beam":
-        settings["prune_step"] = prune_step(total, config.prune_at)
-    else:
-        for key in ("keep", "branch", "prune_at"):
-            settings.pop(key)
+    settings = search_settings(config, verifier, total)
     cost = {"nfe": denoiser.nfe, "nfe_single": total, "verifier_calls": verifier.calls - timer.calls0,
             "vae_decodes": denoiser.vae_decodes,
             "seconds": {**{k: round(v, 4) for k, v in timer.seconds.items()},

@@ -5,11 +5,11 @@ returns a finite number, lower = better (more 3-D consistent), and raises on fai
 registered by name with a *factory* that builds the callable once (loading models) from
 :class:`VerifierSettings`::
 
-    register_metric("epipolar", fn=metrics.epipolar.epipolar_error)          # a plain function
-    register_metric("consistency", factory=_consistency_factory)             # needs a model
+    register_metric("frame_diff", fn=frame_diff)                 # a plain function frames -> float
+    register_metric("consistency", factory=make_consistency)     # settings -> metric (loads a model)
 
 A :class:`Verifier` combines registered metrics into a weighted sum (``"consistency"`` or
-``"consistency=1,frame_diff=0.5"``, see :func:`parse_verifier_spec`). Before the metrics see a
+``"consistency=1,epipolar=0.5"``, see :func:`parse_verifier_spec`). Before the metrics see a
 video it is reduced like the geometry scorer's input (``utils.video_utils``): ``num_frames``
 frames spread uniformly over the video (first and last included), centre-cropped square and
 resized to ``image_size`` -- by default fewer frames and a smaller size than the scorer
@@ -18,8 +18,19 @@ resized to ``image_size`` -- by default fewer frames and a smaller size than the
 Built-in metrics:
 
 * ``consistency`` -- the VideoGPA reward: ``VideoProcessor.score_frames(...)["consistency_score"]``
-  (VGGT depth + cameras -> fused point cloud -> reprojection -> MSE + LPIPS; see
-  ``pipelines/process_video.py``), built with the scorer's own ``build_processor`` and defaults.
+  (``pipelines/process_video.py``: geometry model -> fused point cloud -> reprojection into every
+  frame -> MSE + LPIPS), built with the scorer's ``build_processor`` from the scorer's defaults and
+  the verifier's explicit settings. ``points_source`` (:data:`VERIFIER_POINTS_SOURCE`) picks the
+  point cloud: ``"point_head"`` (VGGT's point map reprojected with its camera head's cameras,
+  holes counted black: the released reward; the default, for the real VGGT-1B) or ``"depth"``
+  (depth head unprojected with the cameras, metrics on covered pixels). A random, untrained VGGT
+  (``utils.tiny_models``) has a point head that puts points on ~0.1 % of the pixels, so with
+  ``"point_head"`` its score is ~ ``mean(frame^2)`` (a black reprojection) and best-of-N would pick
+  the darkest video; tests and the CPU benchmark use ``"depth"``.
+* ``epipolar`` -- mean Sampson distance (px) of SIFT matches between consecutive frames under a
+  RANSAC fundamental matrix (``metrics.epipolar.epipolar_error(frames).mean_sampson``); model-free,
+  independent of the reward's geometry model. Fails (the candidate is marked) when every frame
+  pair was skipped (too few matches, e.g. textureless or tiny frames).
 * ``frame_diff`` -- mean absolute difference of consecutive sampled frames in [0, 1]. Cheap and
   model-free; it rewards static, flicker-free videos and is *not* a 3-D metric (tests, smoke runs).
 """
@@ -40,6 +51,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "VERIFIER_NUM_FRAMES",
     "VERIFIER_IMAGE_SIZE",
+    "VERIFIER_POINTS_SOURCE",
     "DEFAULT_VERIFIER",
     "MetricFn",
     "VerifierConfigError",
@@ -51,11 +63,16 @@ __all__ = [
     "parse_verifier_spec",
     "prepare_frames",
     "frame_diff",
+    "epipolar",
+    "make_consistency",
 ]
 
 # --- defaults (overridable per run: VerifierSettings, or --verifier_frames / --verifier_size) ---
 VERIFIER_NUM_FRAMES = 8  # the scorer uses 10
 VERIFIER_IMAGE_SIZE = 350  # square side in px, a multiple of VGGT's patch size 14 (the scorer uses 518)
+# where the consistency verifier's point cloud comes from (see the module doc): "point_head" is the
+# released reward and the right choice for the real VGGT-1B; a random tiny VGGT needs "depth"
+VERIFIER_POINTS_SOURCE = "point_head"
 DEFAULT_VERIFIER = "consistency"
 
 MetricFn = Callable[[np.ndarray], float]
@@ -77,6 +94,9 @@ class VerifierSettings:
         vggt_config: VGGT config JSON for a single weights file.
         lpips: False scores MSE only (``consistency_score = mse``), like the scorer's ``--no_lpips``.
         lpips_vgg_weights, lpips_lin_weights: LPIPS weight files/URLs; None: the scorer's defaults.
+        points_source: ``"point_head"`` (released reward) or ``"depth"``, the scorer's ``--points_source``.
+        geometry_model: the scorer's ``--geometry_model`` (e.g. ``"vggt"``); None: the scorer's default.
+            Naming one is an error when the scorer has no such option.
         extra: free-form options for metrics registered later (read them with ``.get``).
     """
 
@@ -88,6 +108,8 @@ class VerifierSettings:
     lpips: bool = True
     lpips_vgg_weights: str | None = None
     lpips_lin_weights: str | None = None
+    points_source: str = VERIFIER_POINTS_SOURCE
+    geometry_model: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -187,18 +209,32 @@ def frame_diff(frames: np.ndarray) -> float:
     return float(np.abs(np.diff(f, axis=0)).mean()) if f.shape[0] > 1 else 0.0
 
 
-def _consistency_factory(settings: VerifierSettings) -> MetricFn:
-    """The scorer's VGGT consistency score, built with ``train_dpo.video_scorer.build_processor``."""
+def make_consistency(settings: VerifierSettings) -> MetricFn:
+    """The scorer's consistency score as a metric, built with ``train_dpo.video_scorer.build_processor``.
+
+    Every scorer option starts at the scorer's own default (its parser, so options it gains later
+    follow); the verifier's settings then set frames, size, points source, LPIPS, model paths and,
+    when given, the geometry model -- explicitly, so an option the verifier names but the scorer
+    lacks is an error instead of being dropped.
+
+    Raises:
+        VerifierConfigError: an option the scorer does not have.
+        Exception: whatever loading VGGT / LPIPS raises (``Verifier`` reports it as a config error).
+    """
+    import argparse
+
     from train_dpo import video_scorer
 
-    args = video_scorer.build_argparser().parse_args([])
-    args.num_frames = settings.num_frames
-    args.image_size = settings.image_size
-    args.no_lpips = not settings.lpips
-    for key in ("vggt_model", "vggt_config", "lpips_vgg_weights", "lpips_lin_weights"):
+    scorer_args = vars(video_scorer.build_argparser().parse_args([]))
+    overrides: dict[str, Any] = {"num_frames": settings.num_frames, "image_size": settings.image_size,
+                                 "points_source": settings.points_source, "no_lpips": not settings.lpips}
+    for key in ("vggt_model", "vggt_config", "lpips_vgg_weights", "lpips_lin_weights", "geometry_model"):
         if getattr(settings, key) is not None:
-            setattr(args, key, getattr(settings, key))
-    processor = video_scorer.build_processor(args, settings.device)
+            overrides[key] = getattr(settings, key)
+    unknown = sorted(set(overrides) - set(scorer_args))
+    if unknown:
+        raise VerifierConfigError(f"the scorer (train_dpo/video_scorer.py) has no option {', '.join(unknown)}")
+    processor = video_scorer.build_processor(argparse.Namespace(**{**scorer_args, **overrides}), settings.device)
 
     def consistency(frames: np.ndarray) -> float:
         return float(processor.score_frames(frames)["consistency_score"])
@@ -206,7 +242,29 @@ def _consistency_factory(settings: VerifierSettings) -> MetricFn:
     return consistency
 
 
-register_metric("consistency", factory=_consistency_factory)
+def epipolar(frames: np.ndarray) -> float:
+    """Mean Sampson distance (px, >= 0): ``metrics.epipolar.epipolar_error(frames).mean_sampson``.
+
+    Args:
+        frames: uint8 ``[F, H, W, 3]`` RGB, ``F >= 2``.
+    Returns:
+        The mean over consecutive frame pairs of the pair's mean Sampson distance of its SIFT
+        matches under a RANSAC fundamental matrix, in pixels of ``frames`` (lower = more consistent).
+    Raises:
+        ValueError: every consecutive pair was skipped (fewer than ``metrics.epipolar.MIN_MATCHES``
+            SIFT matches or no fundamental matrix), so the video has no value.
+    """
+    from metrics.epipolar import MIN_MATCHES, epipolar_error
+
+    res = epipolar_error(frames)
+    if not np.isfinite(res.mean_sampson):
+        raise ValueError(f"epipolar: all {res.pairs} consecutive frame pairs were skipped (fewer than "
+                         f"{MIN_MATCHES} SIFT matches or no fundamental matrix); no score for this video")
+    return float(res.mean_sampson)
+
+
+register_metric("consistency", factory=make_consistency)
+register_metric("epipolar", fn=epipolar)
 register_metric("frame_diff", fn=frame_diff)
 
 
@@ -277,6 +335,21 @@ class Verifier:
     def spec(self) -> str:
         """The canonical spec string, e.g. ``"consistency=1.0"``."""
         return ",".join(f"{k}={v:g}" for k, v in self.weights.items())
+
+    def describe(self) -> dict[str, Any]:
+        """What decides this verifier's scores, for result files (``.search.json``, benchmark meta).
+
+        Returns:
+            ``verifier`` (the spec), ``verifier_frames``, ``verifier_size``, and with ``consistency``
+            in the spec also ``verifier_points_source``, ``verifier_geometry_model``,
+            ``verifier_vggt_model`` (None: the scorer's default) and ``verifier_lpips``.
+        """
+        st = self.settings
+        out: dict[str, Any] = {"verifier": self.spec, "verifier_frames": st.num_frames, "verifier_size": st.image_size}
+        if "consistency" in self.weights:
+            out.update(verifier_points_source=st.points_source, verifier_geometry_model=st.geometry_model,
+                       verifier_vggt_model=st.vggt_model, verifier_lpips=st.lpips)
+        return out
 
     def score(self, frames: np.ndarray) -> VerifierResult:
         """Verify one video; never raises for a bad video (the error is recorded).

@@ -102,7 +102,7 @@ def test_i2v_single_and_batch(tiny_models, fixtures_dir, tmp_path):
                              "--base_model", str(tiny_models["cogvideox-i2v"]), "--output_dir",
                              str(tmp_path / "batch"), "--seed", "1", *FAST])
     assert rc == 1
-    assert [p.name for p in (tmp_path / "batch").iterdir()] == ["cat_seed1.mp4"]
+    assert sorted(p.name for p in (tmp_path / "batch").iterdir()) == ["cat_seed1.json", "cat_seed1.mp4"]
 
 
 def test_t2v_batch_list_format(tiny_models, tmp_path):
@@ -110,8 +110,9 @@ def test_t2v_batch_list_format(tiny_models, tmp_path):
     assert t2v_inference.main(["--prompt_json", str(tmp_path / "p.json"), "--base_model",
                                str(tiny_models["cogvideox-t2v"]), "--output_dir", str(tmp_path / "o"),
                                *FAST]) == 0
-    names = sorted(p.name for p in (tmp_path / "o").iterdir())
-    assert names == ["a_red_bicycle_seed42.mp4", "zoom_in_on_a_bridge_seed42.mp4"]
+    names = sorted(p.name for p in (tmp_path / "o").iterdir())  # each video with its settings record
+    assert names == ["a_red_bicycle_seed42.json", "a_red_bicycle_seed42.mp4", "zoom_in_on_a_bridge_seed42.json",
+                     "zoom_in_on_a_bridge_seed42.mp4"]
 
 
 def test_lora_scale_zero_cli_is_bit_identical(tiny_models, tmp_path):
@@ -221,24 +222,71 @@ def script_defaults_of(module) -> dict:
     return script_defaults(vars(module))
 
 
-def test_skip_existing_keeps_fresh_videos_and_redoes_stale_ones(tiny_models, tmp_path, caplog):
+def test_skip_existing_keeps_only_videos_made_with_the_same_settings(tiny_models, tmp_path, caplog):
     import os
+
+    from test_lora import _random_adapter, _transformer
+
+    from generate.outputs import stale_reason
 
     caplog.set_level("INFO")
     args = ["a red cube", "--base_model", str(tiny_models["cogvideox-t2v"]), "--num_inference_steps", "1",
             "--output_dir", str(tmp_path), "--seed", "1"]
     assert t2v_inference.main(args) == 0
-    video = tmp_path / "a_red_cube_seed1.mp4"
+    video, record = tmp_path / "a_red_cube_seed1.mp4", tmp_path / "a_red_cube_seed1.json"
+    rec = json.loads(record.read_text())
+    assert (rec["prompt"], rec["seed"], rec["num_inference_steps"], rec["lora_path"]) == ("a red cube", 1, 1, None)
+    assert (rec["num_frames"], rec["height"], rec["width"], rec["guidance_scale"]) == (9, 64, 96, 6.0)
+    base = _decoded(video)
     first = video.stat().st_mtime_ns
     assert t2v_inference.main(args + ["--skip_existing"]) == 0
     assert video.stat().st_mtime_ns == first and "kept" in caplog.text
+
+    # an adapter run into the same folder: same file name, other settings -> generated again
+    adapter = _random_adapter(tmp_path / "adapter", _transformer(tiny_models))
+    caplog.clear()
+    assert t2v_inference.main(args + ["--skip_existing", "--lora_path", str(adapter)]) == 0
+    assert "settings differ: lora_path, lora_scale" in caplog.text
+    assert np.abs(_decoded(video).astype(int) - base.astype(int)).mean() > 1.0
+    assert json.loads(record.read_text())["lora_path"] == str(adapter.resolve())
+    scale, guidance = ["--lora_scale", "0.5"], ["--guidance_scale", "3"]
+    for extra, diff in ((scale, "lora_scale"), (scale + guidance, "guidance_scale")):
+        caplog.clear()
+        assert t2v_inference.main(args + ["--skip_existing", "--lora_path", str(adapter), *extra]) == 0
+        assert f"settings differ: {diff}" in caplog.text
+
     video.write_bytes(b"truncated")  # a broken file is generated again
     assert t2v_inference.main(args + ["--skip_existing"]) == 0
     assert read_video_frames(video).shape[0] == 9
-    os.utime(video, ns=(0, 0))  # and so is one older than the adapter it should show
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "adapter_model.safetensors").write_bytes(b"")
-    from generate.common import _is_fresh
+    record.unlink()  # so is a video without its record (e.g. made before records existed)
+    assert "no readable settings record" in stale_reason(video, record, {}, None)
+    assert t2v_inference.main(args + ["--skip_existing"]) == 0 and record.is_file()
+    os.utime(video, ns=(0, 0))  # and one older than the adapter it should show
+    assert stale_reason(video, record, {}, str(adapter)) == "the adapter is newer than the video"
+    assert stale_reason(video, record, {}, None) is None
 
-    assert not _is_fresh(video, str(adapter)) and _is_fresh(video, None)
+
+def test_inconsistent_launcher_variables_are_a_config_error(tiny_models, fixtures_dir, tmp_path, monkeypatch,
+                                                            capsys):
+    import torch
+
+    from generate.candidates import main as candidates_main
+    from generate.common import select_device
+
+    monkeypatch.setenv("RANK", "4")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # select_device reads LOCAL_RANK only with CUDA
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(GenerationConfigError, match="RANK=4 is not in"):
+        select_device()
+    assert select_device(0) == torch.device("cuda", 0)  # an explicit --gpu_id does not need the launcher
+    t2v = str(tiny_models["cogvideox-t2v"])
+    # the verifier of a search is placed with select_device(--gpu_id): a clean exit 2, no traceback
+    assert t2v_inference.main([PROMPT, "--base_model", t2v, "--output_dir", str(tmp_path), "--best_of", "2",
+                               "--verifier", "frame_diff"]) == 2
+    assert "inconsistent launcher environment" in capsys.readouterr().err
+    # candidate generation takes its shard defaults from the launcher
+    assert candidates_main(["--base_model", t2v, "--prompts_json", str(fixtures_dir / "dl3dv_captions_8.json"),
+                            "--output_dir", str(tmp_path / "cand")]) == 2
+    assert "RANK=4 is not in [0, WORLD_SIZE=4)" in capsys.readouterr().err
+    assert not (tmp_path / "cand").exists() and not list(tmp_path.glob("*.mp4"))

@@ -151,7 +151,7 @@ def test_failing_verifier_marks_candidate_and_search_goes_on(pipe):
 def test_verifier_registry_and_weighted_sum():
     two = np.stack([np.zeros((4, 6, 3), np.uint8), np.full((4, 6, 3), 255, np.uint8)])
     assert frame_diff(two) == 1.0 and frame_diff(two[:1]) == 0.0
-    assert {"consistency", "frame_diff"} <= set(available_metrics())
+    assert {"consistency", "epipolar", "frame_diff"} <= set(available_metrics())
     assert parse_verifier_spec("consistency") == {"consistency": 1.0}
     assert parse_verifier_spec(" frame_diff=0.5 , consistency=2") == {"frame_diff": 0.5, "consistency": 2.0}
     for bad, msg in [("nope", "unknown verifier metric"), ("frame_diff=x", "not a number"),
@@ -177,12 +177,44 @@ def test_verifier_registry_and_weighted_sum():
 
 
 def test_consistency_verifier_builds_the_scorer(tiny_vggt):
-    v = Verifier("consistency", VerifierSettings(num_frames=3, image_size=28, vggt_model=str(tiny_vggt), lpips=False))
+    v = Verifier("consistency", VerifierSettings(num_frames=3, image_size=28, vggt_model=str(tiny_vggt), lpips=False,
+                                                 points_source="depth"))
     frames = np.random.default_rng(0).integers(0, 256, (9, 64, 96, 3), dtype=np.uint8)
     r = v.score(frames)
     assert r.error is None and np.isfinite(r.score) and r.score > 0
+    assert v.describe()["verifier_points_source"] == "depth"
     with pytest.raises(VerifierConfigError, match="cannot build verifier metric 'consistency'"):
         Verifier("consistency", VerifierSettings(vggt_model=str(tiny_vggt / "missing"), lpips=False))
+
+
+def test_consistency_verifier_on_the_tiny_vggt_is_not_brightness(tiny_vggt):
+    """The tiny random VGGT's point head covers ~0.1 % of the pixels: with the released "point_head" the
+    score is ~ mean(frame^2) of a black reprojection, blind to frame order. "depth" scores the geometry."""
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (4, 28, 28, 3), dtype=np.uint8)
+    shuffled = video[[2, 0, 3, 1]]  # same pixels, so the same mean(frame^2)
+    mean_sq = float(((video.astype(np.float64) / 255) ** 2).mean())
+    scores = {}
+    for source in ("point_head", "depth"):
+        v = Verifier("consistency", VerifierSettings(num_frames=4, image_size=28, vggt_model=str(tiny_vggt),
+                                                     lpips=False, points_source=source))
+        scores[source] = (v.score(video).score, v.score(shuffled).score)
+    assert scores["point_head"] == pytest.approx((mean_sq, mean_sq), rel=0.02)  # why the tiny models use "depth"
+    a, b = scores["depth"]
+    assert abs(a - b) > 0.05 * max(a, b) and max(a, b) < 0.5 * mean_sq
+
+
+def test_epipolar_verifier(fixtures_dir):
+    from PIL import Image
+
+    img = np.asarray(Image.open(fixtures_dir / "images" / "chelsea.png").convert("RGB"))
+    pan = np.stack([img[20:276, 10 + 6 * i:266 + 6 * i] for i in range(3)])  # a camera panning over a photo
+    v = Verifier("epipolar", VerifierSettings(num_frames=3, image_size=256))
+    r = v.score(pan)
+    assert r.error is None and 0.0 <= r.score < 2.0  # px; a pure translation fits a fundamental matrix well
+    noise = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)  # nothing to match
+    r = v.score(noise)
+    assert r.score is None and "all 2 consecutive frame pairs were skipped" in r.error
 
 
 def test_flow_matching_x0_uses_the_sigma_of_the_step():
@@ -203,18 +235,49 @@ def test_cli_best_of_and_beam(tiny_models, tiny_vggt, fixtures_dir, tmp_path):
     base = ["--base_model", str(tiny_models["cogvideox-t2v"]), "--num_inference_steps", "2", "--output_dir", str(tmp_path),
             "--height", "32", "--width", "48"]
     assert t2v_inference.main([PROMPT, *base, "--best_of", "2", "--verifier_vggt_model", str(tiny_vggt),
-                               "--verifier_no_lpips", "--verifier_size", "28", "--verifier_frames", "3"]) == 0
-    info = json.loads((tmp_path / "a_camera_orbits_a_stone_gateway_seed42_best2.search.json").read_text())
+                               "--verifier_no_lpips", "--verifier_size", "28", "--verifier_frames", "3",
+                               "--verifier_points_source", "depth"]) == 0
+    info = json.loads((tmp_path / "a_camera_orbits_a_stone_gateway_seed42_best2_consistency.search.json").read_text())
     assert (tmp_path / info["video"]).is_file() and info["chosen_seed"] in (42, 43)
     assert info["settings"]["verifier"] == "consistency=1" and info["cost"]["nfe"] == 4
+    assert info["settings"]["verifier_points_source"] == "depth" and info["generation"]["num_inference_steps"] == 2
 
     rc = i2v_inference.main(["the camera pushes in", str(fixtures_dir / "images" / "chelsea.png"), "--base_model",
                              str(tiny_models["cogvideox-i2v"]), "--num_inference_steps", "2", "--output_dir",
                              str(tmp_path), "--best_of", "2", "--search", "beam", "--verifier", "frame_diff",
                              "--prune_at", "0.5"])
     assert rc == 0
-    info = json.loads((tmp_path / "chelsea_seed42_beam2_keep1_branch1_at1.search.json").read_text())
+    info = json.loads((tmp_path / "chelsea_seed42_beam2_keep1_branch1_at1_frame_diff.search.json").read_text())
     assert info["cost"] == {**info["cost"], "nfe": 2 * 1 + 1 * 1, "verifier_calls": 3}
 
     assert t2v_inference.main([PROMPT, *base, "--best_of", "2", "--search", "beam", "--keep", "3"]) == 2
     assert t2v_inference.main([PROMPT, *base, "--best_of", "2", "--verifier", "nope"]) == 2
+
+
+def test_cli_search_resumes_with_skip_existing(tiny_models, tmp_path, caplog):
+    caplog.set_level("INFO")
+    run = [PROMPT, "--base_model", str(tiny_models["cogvideox-t2v"]), "--num_inference_steps", "2", "--output_dir",
+           str(tmp_path), "--height", "32", "--width", "48", "--best_of", "2", "--verifier", "frame_diff",
+           "--verifier_size", "16", "--skip_existing"]
+    stem = tmp_path / "a_camera_orbits_a_stone_gateway_seed42_best2_frame_diff"
+    video, record = stem.with_suffix(".mp4"), stem.with_suffix(".search.json")
+    assert t2v_inference.main(run) == 0
+    first = video.stat().st_mtime_ns
+    assert t2v_inference.main(run) == 0  # finished and matching: kept
+    assert video.stat().st_mtime_ns == first and "kept" in caplog.text
+    caplog.clear()
+    assert t2v_inference.main([*run, "--verifier_size", "24"]) == 0  # another verifier view: searched again
+    assert "settings differ: settings.verifier_size" in caplog.text
+    assert json.loads(record.read_text())["settings"]["verifier_size"] == 24
+    caplog.clear()
+    assert t2v_inference.main([*run, "--verifier_size", "24", "--guidance_scale", "3"]) == 0
+    assert "settings differ: generation.guidance_scale" in caplog.text
+    # another verifier spec writes its own files instead of replacing these
+    assert t2v_inference.main([*run, "--verifier", "frame_diff=0.5"]) == 0
+    assert (tmp_path / f"{stem.name}0.5.search.json").is_file() and record.is_file()
+    # a recorded failure is not a finished result
+    info = json.loads(record.read_text())
+    record.write_text(json.dumps({**info, "error": "the verifier failed on every finished candidate"}))
+    caplog.clear()
+    assert t2v_inference.main([*run, "--verifier_size", "24", "--guidance_scale", "3"]) == 0
+    assert "the recorded run failed" in caplog.text and "error" not in json.loads(record.read_text())
