@@ -58,6 +58,7 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "verifier_vggt_model": None,
     "verifier_points_source": VERIFIER_POINTS_SOURCE,
     "verifier_geometry_model": None,
+    "verifier_da3_model": None,
     "verifier_no_lpips": False,
     "verifier_lpips_vgg_weights": None,
     "verifier_lpips_lin_weights": None,
@@ -88,7 +89,9 @@ def add_search_arguments(parser: argparse.ArgumentParser, defaults: Mapping[str,
                    "camera head); depth = depth head + cameras, covered pixels only (needed for a random tiny VGGT, "
                    "whose point head covers ~0.1%% of the pixels)")
     g.add_argument("--verifier_geometry_model", default=d["verifier_geometry_model"],
-                   help="the scorer's --geometry_model for the consistency verifier (default: the scorer's)")
+                   help="the scorer's --geometry_model for the consistency verifier: vggt (default) or da3")
+    g.add_argument("--verifier_da3_model", default=d["verifier_da3_model"],
+                   help="DA3 hub id / folder / weights file (default: the scorer's DA3_MODEL)")
     g.add_argument("--verifier_no_lpips", action="store_true", default=d["verifier_no_lpips"],
                    help="consistency = MSE only (no LPIPS weights needed)")
     g.add_argument("--verifier_lpips_vgg_weights", default=d["verifier_lpips_vgg_weights"], help="see the scorer")
@@ -173,6 +176,7 @@ def searcher_from_args(args: argparse.Namespace) -> Searcher | None:
         device=str(select_device(args.gpu_id)), num_frames=args.verifier_frames, image_size=args.verifier_size,
         vggt_model=args.verifier_vggt_model, lpips=not args.verifier_no_lpips,
         points_source=args.verifier_points_source, geometry_model=args.verifier_geometry_model,
+        da3_model=args.verifier_da3_model,
         lpips_vgg_weights=args.verifier_lpips_vgg_weights, lpips_lin_weights=args.verifier_lpips_lin_weights,
     )  # fmt: skip
     return Searcher(config, Verifier(args.verifier, settings))

@@ -95,8 +95,10 @@ class VerifierSettings:
         lpips: False scores MSE only (``consistency_score = mse``), like the scorer's ``--no_lpips``.
         lpips_vgg_weights, lpips_lin_weights: LPIPS weight files/URLs; None: the scorer's defaults.
         points_source: ``"point_head"`` (released reward) or ``"depth"``, the scorer's ``--points_source``.
-        geometry_model: the scorer's ``--geometry_model`` (e.g. ``"vggt"``); None: the scorer's default.
-            Naming one is an error when the scorer has no such option.
+        geometry_model: the scorer's ``--geometry_model`` (``"vggt"`` or ``"da3"``); None: the scorer's
+            default (VGGT). Naming one is an error when the scorer has no such option.
+        da3_model: DA3 hub id / folder / weights file (``geometry_model="da3"``); None: the scorer's
+            ``DA3_MODEL``.
         extra: free-form options for metrics registered later (read them with ``.get``).
     """
 
@@ -110,6 +112,7 @@ class VerifierSettings:
     lpips_lin_weights: str | None = None
     points_source: str = VERIFIER_POINTS_SOURCE
     geometry_model: str | None = None
+    da3_model: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -228,7 +231,7 @@ def make_consistency(settings: VerifierSettings) -> MetricFn:
     scorer_args = vars(video_scorer.build_argparser().parse_args([]))
     overrides: dict[str, Any] = {"num_frames": settings.num_frames, "image_size": settings.image_size,
                                  "points_source": settings.points_source, "no_lpips": not settings.lpips}
-    for key in ("vggt_model", "vggt_config", "lpips_vgg_weights", "lpips_lin_weights", "geometry_model"):
+    for key in ("vggt_model", "vggt_config", "lpips_vgg_weights", "lpips_lin_weights", "geometry_model", "da3_model"):
         if getattr(settings, key) is not None:
             overrides[key] = getattr(settings, key)
     unknown = sorted(set(overrides) - set(scorer_args))
@@ -342,13 +345,15 @@ class Verifier:
         Returns:
             ``verifier`` (the spec), ``verifier_frames``, ``verifier_size``, and with ``consistency``
             in the spec also ``verifier_points_source``, ``verifier_geometry_model``,
-            ``verifier_vggt_model`` (None: the scorer's default) and ``verifier_lpips``.
+            ``verifier_vggt_model`` / ``verifier_da3_model`` (None: the scorer's default) and
+            ``verifier_lpips``.
         """
         st = self.settings
         out: dict[str, Any] = {"verifier": self.spec, "verifier_frames": st.num_frames, "verifier_size": st.image_size}
         if "consistency" in self.weights:
             out.update(verifier_points_source=st.points_source, verifier_geometry_model=st.geometry_model,
-                       verifier_vggt_model=st.vggt_model, verifier_lpips=st.lpips)
+                       verifier_vggt_model=st.vggt_model, verifier_da3_model=st.da3_model,
+                       verifier_lpips=st.lpips)
         return out
 
     def score(self, frames: np.ndarray) -> VerifierResult:
