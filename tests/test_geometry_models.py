@@ -81,3 +81,16 @@ def test_evaluation_score_only_with_da3_on_real_videos_is_deterministic(tiny_da3
     for a, b in zip(*rows):
         for key in ("consistency_score", "mse", "psnr", "ssim", "lpips", "mvcs", "temporal_lpips", "flow_warp_error"):
             assert a[key] == b[key], key
+
+
+def test_consistency_verifier_with_da3(tiny_da3):
+    from generate.verifiers import Verifier, VerifierSettings
+    from utils.video_utils import read_video_frames
+
+    frames = read_video_frames(VIDEOS / "carphone_pristine.mp4")[:24]
+    settings = VerifierSettings(num_frames=4, image_size=56, lpips=False, geometry_model="da3", da3_model=str(tiny_da3))
+    verifier = Verifier("consistency", settings)
+    a, b = verifier.score(frames), verifier.score(frames[::-1].copy())
+    assert a.error is None and b.error is None and a.score > 0
+    assert verifier.describe()["verifier_geometry_model"] == "da3"
+    assert verifier.score(frames).score == a.score  # deterministic
