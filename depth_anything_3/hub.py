@@ -17,6 +17,8 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
+from utils.weights import load_checked_state_dict
+
 from .config import SECTIONS
 from .model.depth_anything3 import DepthAnything3
 
@@ -128,7 +130,6 @@ def load_da3(source: Union[str, os.PathLike] = DEFAULT_SOURCE, device: Union[str
     weights_path, cfg, where = _resolve(source, config)
     with torch.device("meta"):
         model = DepthAnything3(_hub_config(cfg, where))
-    expected = model.state_dict()
 
     state = _read_weights(weights_path)
     if state and not any(k.startswith(PREFIX) for k in state):
@@ -143,21 +144,4 @@ def load_da3(source: Union[str, os.PathLike] = DEFAULT_SOURCE, device: Union[str
         for n in group:
             state.setdefault(n, state[present[0]])
 
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[:5]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:5]})")
-        raise KeyError(f"DA3 weights from {where} do not match the model config: " + "; ".join(parts))
-    bad = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-           if tuple(state[k].shape) != tuple(v.shape)]
-    if bad:
-        raise ValueError(f"DA3 weights from {where} have {len(bad)} shape mismatches, e.g. {bad[:5]}")
-
-    model.load_state_dict(state, strict=True, assign=True)
-    model = model.to(device=device, dtype=dtype)
-    model.requires_grad_(False)
-    return model.eval()
+    return load_checked_state_dict(model, state, "DA3", where, device=device, dtype=dtype)

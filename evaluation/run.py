@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
 from contextlib import contextmanager
@@ -182,7 +181,6 @@ def _plan(s, arms, items) -> tuple[list, dict]:
     """(todo [(VideoKey, prompt, path)], error rows {key: row}) for generate-and-score mode."""
     from evaluation.arms import adapter_error, arm_video_keys
     from evaluation.generation import GenerationSettings, generate_arm
-    from evaluation.layout import VideoKey
 
     todo, errors = [], {}
     gen = GenerationSettings(s.base_model, s.kind, s.num_inference_steps, s.guidance_scale, s.fps,
