@@ -7,18 +7,19 @@ models (``utils/tiny_models.py``), through the real per-model scripts (``utils.s
 1. prompts: DL3DV captions (``data/dl3dv_captions_1K.json``), shuffled with a fixed seed; the first
    ``NUM_TRAIN_PROMPTS`` train, the next ``NUM_HELDOUT_PROMPTS`` are held out (disjoint scenes and
    texts, checked);
-2. ``train_dpo/CogVideoX-5B_lora/01_generate.py``: ``NUM_TRAIN_SEEDS`` candidates per training
-   prompt (seeds 0, 1, ...);
+2. candidates as ``train_dpo/CogVideoX-5B_lora/01_generate.py`` makes them (its code,
+   :func:`generate_with_own_seeds`), ``NUM_TRAIN_SEEDS`` per training prompt, every prompt with seeds
+   of its own (the tiny model barely listens to the prompt: shared seeds would make every pair the
+   same two noise draws);
 3. ``train_dpo/video_scorer.py`` (tiny VGGT, random LPIPS) writes ``consistency_score``; a metric
    pass (:func:`add_brightness`) adds ``mean_brightness`` to the same groups JSON;
 4. ``train_dpo/CogVideoX-5B_lora/02_encode.py``: latents + prompt embeddings (once, shared by the arms);
 5. per arm, ``train_dpo/CogVideoX-5B_lora/03_train.py`` (fresh output folder, no ``--resume``) with
    the arm's ``--metric_name/--metric_mode``;
-6. held-out prompts x ``NUM_HELDOUT_SEEDS`` unseen seeds (from ``HELDOUT_SEED_START``): the base model
-   and each arm's ``final_lora`` through ``01_generate.py --lora_path`` (the same
-   ``generate.common.load_pipeline`` adapter loading as ``generate/t2v_inference.py``, whose batch
-   mode names videos by a 60-character prompt slug that DL3DV captions share), then the arm's metric
-   on every video (scorer for ``consistency_score``);
+6. held-out prompts x ``NUM_HELDOUT_SEEDS`` unseen seeds of their own (from ``HELDOUT_SEED_START``):
+   the base model and each arm's ``final_lora`` (loaded by ``generate.common.load_pipeline``, as
+   ``generate/t2v_inference.py`` does), then the arm's metric on every video (the scorer for
+   ``consistency_score``);
 7. base vs adapter, paired by (prompt, seed): mean difference with a 95 % BCa bootstrap CI, win rate
    and Wilcoxon signed-rank p (``evaluation.stats.paired_comparison``); DPO loss and implicit reward
    accuracy at the end of training (mean over the last ``END_FRACTION`` of the trainer's CSV log).
@@ -29,13 +30,30 @@ surely learn), ``sanity-reversed`` (the same, winners = brighter: must move the 
 reported, not required). The loop works when ``sanity`` gets significantly darker and
 ``sanity-reversed`` significantly brighter (p < 0.01 and the CI excluding 0).
 
+What it shows with the tiny models (``benchmarks/results/closed_loop.json``): both sanity arms move
+brightness significantly and in opposite directions (the preference goes through pairs, latents,
+DPO, adapter and sampling), but each the *wrong* way: "darker wins" makes the held-out videos
+brighter (+0.0008, p 3e-8), "brighter wins" darker (-0.0016, p 6e-18). The sign is flipped at the
+latents: the tiny VAE has random weights, so its encoder is no inverse of its decoder -- the
+brightness of ``decode(encode(video))`` correlates *negatively* with the video's (Pearson r -0.22 on
+the training videos) -- and its posterior std (1.03) exceeds the spread of its posterior mean (0.33),
+so ``02_encode.py``'s latents are mostly sampling noise. DPO moves the generator towards the winners'
+*encoded* latents, which the decoder renders brighter. The run prints this round-trip diagnostic
+(:func:`vae_round_trip`); a tiny VAE that round-trips (a trained one) is needed for the literal
+criterion. A trap the benchmark avoids: the tiny model barely listens to the prompt, so with seeds
+shared by all prompts (``01_generate.py``'s default) every pair is the same two noise draws and the
+held-out set only ``NUM_HELDOUT_SEEDS`` distinct videos; such a run reported "win rate 1.00,
+p = 5e-10" in the expected direction for 16 prompts and nothing for 64.
+
     python benchmarks/closed_loop.py                      # ~10 min on 2 CPU cores; prints the table
+    python benchmarks/closed_loop.py --threads 1          # on a busy machine (2 threads fight other jobs)
     python benchmarks/closed_loop.py --write              # also replace benchmarks/results/closed_loop.{json,png}
     python benchmarks/closed_loop.py --run_dir runs/closed_loop   # keep the videos, latents, adapters
 
 Results go to ``benchmarks/results/closed_loop.json`` / ``.png`` when absent or with ``--write``,
 otherwise to ``closed_loop.latest.json`` / ``.png`` beside them. Exit code 0 when the sanity arms
-move as required, 1 when not, 2 on bad input.
+move as required (``verdict.passed``), 1 when not, 2 on bad input. Measured: 682 s wall, 622 s CPU
+with ``--threads 1`` on a shared 2-core machine.
 """
 
 from __future__ import annotations
@@ -80,11 +98,12 @@ INFERENCE_STEPS = 4          # denoising steps (released: 50); the tiny model's 
 LORA_RANK = 8
 LORA_ALPHA = 16
 LEARNING_RATE = 1e-3
-MAX_STEPS = 200
+MAX_STEPS = 150
 WARMUP_STEPS = 0
 BATCH_SIZE = 4
 BETA = 1.0
 END_FRACTION = 0.2           # "end of training" = mean over the last 20 % of logged steps
+ROUND_TRIP_VIDEOS = 32       # videos decoded for the VAE round-trip diagnostic
 ALPHA = 0.01                 # significance level of the pass/fail criterion
 
 # arm: (metric key in the groups JSON, METRIC_MODE of 03_train.py)
@@ -94,7 +113,6 @@ ARMS = {
     "consistency": ("consistency_score", "min"),
 }
 SANITY_METRIC = "mean_brightness"
-GENERATE = model_script("CogVideoX-5B_lora", "01_generate")
 ENCODE = model_script("CogVideoX-5B_lora", "02_encode")
 TRAIN = model_script("CogVideoX-5B_lora", "03_train")
 SCORER = ROOT / "train_dpo" / "video_scorer.py"
@@ -132,6 +150,41 @@ def split_prompts(captions_json: Path, n_train: int, n_heldout: int, seed: int) 
     return train, heldout
 
 
+def generate_with_own_seeds(
+    prompts_json: Path, out_dir: Path, base_model: str, num_seeds: int, seed_start: int,
+    inference_steps: int, lora_path: Path | None = None,
+) -> Path:
+    """Candidates of ``01_generate.py`` with seeds of their own for every prompt; returns the groups JSON.
+
+    Prompt ``i`` (file order) gets seeds ``seed_start + i * num_seeds + (0 .. num_seeds - 1)``. The
+    tiny model barely listens to its prompt, so videos of one seed look alike whatever the prompt:
+    with the script's seeds shared by all prompts, every training pair would be the same two noise
+    draws and every held-out item one of ``num_seeds`` videos (pseudo-replication). One script call
+    per prompt would reload the pipeline hundreds of times, so this calls the script's own code
+    (``generate.candidates.generate_candidates``, one ``groups`` part per prompt, joined by
+    ``merge_shards``) with one pipeline loaded by ``generate.common.load_pipeline``, adapter included.
+    """
+    from generate.candidates import CandidateConfig, generate_candidates, merge_shards
+    from generate.common import load_pipeline
+
+    prompts = read_json(prompts_json)
+    pipe = load_pipeline(base_model, "t2v", lora_path=lora_path, progress_bar=False)
+    parts = []
+    for i, (key, entry) in enumerate(prompts.items()):
+        one = out_dir / "parts" / f"prompt_{i:04d}.json"
+        atomic_write_json(one, {key: entry})
+        cfg = CandidateConfig(
+            base_model=base_model, prompts_json=str(one), output_dir=str(out_dir), num_seeds=num_seeds,
+            seed_start=seed_start + i * num_seeds, num_inference_steps=inference_steps,
+            groups_json=str(out_dir / "parts" / f"groups_{i:04d}.json"),
+            lora_path=None if lora_path is None else str(lora_path),
+        )  # fmt: skip
+        generate_candidates(cfg, pipe)
+        parts.append(cfg.groups_json)
+    merge_shards(parts, out_dir / "groups.json")
+    return out_dir / "groups.json"
+
+
 def mean_brightness(video_path: str | os.PathLike) -> float:
     """Mean pixel value of every frame and channel of a video, in [0, 1] (uint8 / 255)."""
     from utils.video_utils import read_video_frames
@@ -156,6 +209,45 @@ def add_brightness(json_in: Path, json_out: Path, base_path: Path) -> int:
             n += 1
     atomic_write_json(json_out, data)
     return n
+
+
+def vae_round_trip(base_model: str, encoded_json: Path, base_path: Path, n: int) -> dict:
+    """How much of a video's brightness survives the VAE round trip the loop depends on.
+
+    DPO learns from ``02_encode.py``'s latents ``E(video)`` (a posterior sample), while new videos
+    are ``D(z)``; the loop can only move a video metric when ``D(E(video))`` keeps it. For the first
+    ``n`` encoded videos: Pearson r between the brightness of the video and of ``D(stored latents)``,
+    and the VAE posterior's spread (std over videos of the posterior mean vs its mean std, in latent
+    units): a trained VAE has a near-deterministic posterior, a random one does not.
+    """
+    import numpy as np
+    import torch
+    from diffusers import AutoencoderKLCogVideoX
+
+    from train_dpo.dataset import load_latents_file
+    from utils.video_utils import read_video_frames
+
+    vae = AutoencoderKLCogVideoX.from_pretrained(base_model, subfolder="vae").eval()
+    sf = vae.config.scaling_factor
+    videos = [v for g in read_json(encoded_json)["groups"] for v in g["videos"] if "latent_path" in v][:n]
+    b_video, b_round, post_mean, post_std = [], [], [], []
+    with torch.no_grad():
+        for v in videos:
+            frames = read_video_frames(base_path / v["video_path"])  # [T, H, W, 3] uint8
+            x = torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]  # [1, 3, T, H, W]
+            dist = vae.encode(x).latent_dist
+            post_mean.append(dist.mean.flatten())
+            post_std.append(float(dist.std.mean()))
+            z = load_latents_file(base_path / v["latent_path"], "latents")  # [F, C, H, W], x scaling factor
+            rt = vae.decode(z.permute(1, 0, 2, 3)[None] / sf).sample.clamp(-1, 1)
+            b_video.append(float(frames.mean() / 255.0))
+            b_round.append(float(rt.add(1).div(2).mean()))
+    return {
+        "videos": len(videos),
+        "brightness_pearson_r": float(np.corrcoef(b_video, b_round)[0, 1]) if len(videos) > 2 else math.nan,
+        "posterior_mean_spread": float(torch.stack(post_mean).std(dim=0).mean()) if videos else math.nan,
+        "posterior_std": float(np.mean(post_std)) if videos else math.nan,
+    }
 
 
 def metric_by_item(groups_json: Path, metric: str) -> dict[tuple[str, int], float]:
@@ -238,18 +330,23 @@ def run_closed_loop(args, run_dir: Path) -> dict:
 
     t0, c0 = time.perf_counter(), cpu_seconds()
     stages = CpuStages()
+    consistency_arms = {a for a in args.arms if ARMS[a][0] == "consistency_score"}
     with stages.stage("tiny models"):
-        paths = ensure_tiny_models(args.tiny_root, names=("cogvideox-t2v", "vggt"))
-        vgg, lin = build_random_lpips_weights(run_dir / "lpips_random", seed=0, width=0.25)
+        names = ("cogvideox-t2v", "vggt") if consistency_arms else ("cogvideox-t2v",)
+        paths = ensure_tiny_models(args.tiny_root, names=names)
+        if consistency_arms:  # the demo's tiny scorer: tiny random VGGT, random LPIPS weights
+            vgg, lin = build_random_lpips_weights(run_dir / "lpips_random", seed=0, width=0.25)
+            score = ["--vggt_model", str(paths["vggt"]), "--num_frames", "8", "--image_size", "112",
+                     "--lpips_vgg_weights", str(vgg), "--lpips_lin_weights", str(lin), "--devices", "cpu"]
     base_model = str(paths["cogvideox-t2v"])
     from generate.common import read_model_defaults
 
     d = read_model_defaults(base_model)
     size = ["--num_frames", str(d.num_frames), "--height", str(d.height), "--width", str(d.width)]
-    gen = ["--base_model", base_model, "--num_inference_steps", str(args.inference_steps)]
-    score = ["--vggt_model", str(paths["vggt"]), "--num_frames", "8", "--image_size", "112",
-             "--lpips_vgg_weights", str(vgg), "--lpips_lin_weights", str(lin), "--devices", "cpu"]
 
+    if args.train_prompts * args.train_seeds > args.heldout_seed_start:
+        raise ValueError(f"training seeds 0..{args.train_prompts * args.train_seeds - 1} reach the held-out "
+                         f"seeds (from {args.heldout_seed_start}); raise --heldout_seed_start")
     train_prompts, heldout_prompts = split_prompts(
         Path(args.captions), args.train_prompts, args.heldout_prompts, args.prompt_seed
     )
@@ -258,10 +355,9 @@ def run_closed_loop(args, run_dir: Path) -> dict:
 
     # training data: candidates -> scores -> brightness -> latents (shared by every arm)
     cand = run_dir / "train"
-    stages.run("train: generate", GENERATE, gen + [
-        "--prompts_json", str(run_dir / "prompts_train.json"), "--output_dir", str(cand),
-        "--num_seeds", str(args.train_seeds), "--seed_start", "0"])  # fmt: skip
-    consistency_arms = {a for a in args.arms if ARMS[a][0] == "consistency_score"}
+    with stages.stage("train: generate"):
+        generate_with_own_seeds(run_dir / "prompts_train.json", cand, base_model, args.train_seeds, 0,
+                                args.inference_steps)
     groups = cand / "groups.json"
     if consistency_arms:
         stages.run("train: consistency scores", SCORER, score + [
@@ -274,11 +370,17 @@ def run_closed_loop(args, run_dir: Path) -> dict:
         "--base_model", base_model, "--input_json", str(cand / "groups_metrics.json"),
         "--output_json", str(cand / "groups_encoded.json"), "--base_path", str(cand)])  # fmt: skip
 
+    with stages.stage("train: VAE round trip"):
+        round_trip = vae_round_trip(base_model, cand / "groups_encoded.json", cand, ROUND_TRIP_VIDEOS)
+
     # held-out: the base model once, then every arm
     heldout = run_dir / "heldout"
-    heldout_gen = gen + ["--prompts_json", str(run_dir / "prompts_heldout.json"),
-                         "--num_seeds", str(args.heldout_seeds), "--seed_start", str(args.heldout_seed_start)]
-    stages.run("held-out: generate, base", GENERATE, heldout_gen + ["--output_dir", str(heldout / "base")])
+    def heldout_generate(label: str, lora_path: Path | None = None) -> None:
+        with stages.stage(f"held-out: generate, {label}"):
+            generate_with_own_seeds(run_dir / "prompts_heldout.json", heldout / label, base_model,
+                                    args.heldout_seeds, args.heldout_seed_start, args.inference_steps, lora_path)
+
+    heldout_generate("base")
     to_score = consistency_arms | ({"base"} if consistency_arms else set())
 
     def evaluate(label: str) -> None:
@@ -302,8 +404,7 @@ def run_closed_loop(args, run_dir: Path) -> dict:
             "--base_model", base_model, "--train_json", str(cand / "groups_encoded.json"),
             "--base_path", str(cand), "--output_dir", str(dpo), "--metric_name", metric,
             "--metric_mode", mode])  # fmt: skip
-        stages.run(f"{arm}: held-out generate", GENERATE, heldout_gen + [
-            "--output_dir", str(heldout / arm), "--lora_path", str(dpo / "final_lora")])  # fmt: skip
+        heldout_generate(arm, dpo / "final_lora")
         evaluate(arm)
         base_vals = metric_by_item(heldout / "base" / "groups_metrics.json", metric)
         arm_vals = metric_by_item(heldout / arm / "groups_metrics.json", metric)
@@ -332,6 +433,7 @@ def run_closed_loop(args, run_dir: Path) -> dict:
     return {
         "arms": arms,
         "verdict": verdict(arms),
+        "vae_round_trip": round_trip,
         "settings": {k: getattr(args, k) for k in (
             "train_prompts", "train_seeds", "heldout_prompts", "heldout_seeds", "heldout_seed_start",
             "prompt_seed", "inference_steps", "lora_rank", "lora_alpha", "learning_rate", "max_steps",
@@ -357,15 +459,22 @@ def _torch_version() -> str:
 
 
 def verdict(arms: dict) -> dict:
-    """Pass/fail of the criterion: ``sanity`` significantly lower, ``sanity-reversed`` significantly higher."""
-    out = {}
+    """The criterion: ``sanity`` significantly lower, ``sanity-reversed`` significantly higher (``passed``).
+
+    Also ``opposite_directions``: both sanity arms move significantly and in opposite directions,
+    whatever the sign -- the preference went through the loop, even where the VAE round trip flips
+    the metric (see :func:`vae_round_trip`).
+    """
+    out, signs = {}, {}
     for arm, sign in (("sanity", -1), ("sanity-reversed", +1)):
         if arm not in arms:
             continue
         p = arms[arm]["paired"]
-        ok = p["wilcoxon_p"] < ALPHA and p["ci_excludes_zero"] and math.copysign(1, p["mean_diff"]) == sign
-        out[arm] = bool(ok)
+        significant = p["wilcoxon_p"] < ALPHA and p["ci_excludes_zero"]
+        signs[arm] = math.copysign(1, p["mean_diff"]) if significant else 0
+        out[arm] = bool(significant and signs[arm] == sign)
     out["passed"] = bool(out) and all(out.values())
+    out["opposite_directions"] = len(signs) == 2 and 0 not in signs.values() and len(set(signs.values())) == 2
     return out
 
 
@@ -391,6 +500,10 @@ def format_table(results: dict) -> str:
     lines.append("")
     lines.append(f"runtime: {rt['wall_s']:.0f} s wall, {rt['cpu_s']:.0f} s CPU "
                  f"({results['machine']['cpus']} cores, {results['machine']['torch_threads']} torch threads)")
+    r = results["vae_round_trip"]
+    lines.append(f"VAE round trip ({r['videos']} training videos): brightness of video vs decode(encoded latents) "
+                 f"r = {r['brightness_pearson_r']:+.2f}; posterior std {r['posterior_std']:.2f} vs spread of "
+                 f"its mean {r['posterior_mean_spread']:.2f}")
     v = results["verdict"]
     lines.append("verdict: " + ", ".join(f"{k}={v[k]}" for k in v))
     return "\n".join(lines)
@@ -454,6 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup_steps", type=int, default=WARMUP_STEPS)
     p.add_argument("--batch_size", type=int, default=BATCH_SIZE)
     p.add_argument("--beta", type=float, default=BETA)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's, one per core); 1 is fairer on a busy machine")
     p.add_argument("--tiny_root", default=str(ROOT / "checkpoints" / "tiny"))
     p.add_argument("--run_dir", default=None, help="keep every file here (default: a temporary folder, removed)")
     p.add_argument("--results_dir", default=str(RESULTS_DIR))
@@ -464,6 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     tmp = None
     if args.run_dir:
         run_dir = Path(args.run_dir)
