@@ -18,8 +18,10 @@ Stages (each one is the per-model script of its step, called with the arguments 
 
 The tiny preset runs on random tiny models (``utils/tiny_models.py``), random LPIPS weights and a
 tiny random VGGT, so its numbers exercise the code but mean nothing; its pair-selection thresholds
-are relaxed (``TINY_PAIR_RULES``) so that random scores still give pairs. The real presets use the
-hub checkpoints, the published LPIPS weights and the released training settings.
+are relaxed (``TINY_PAIR_RULES``) so that random scores still give pairs, and it scores with the
+depth head (``--points_source depth``: the random point head lands off-screen). The real presets use
+the hub checkpoints, the published LPIPS weights, the released reward (VGGT point head) and the
+released training settings.
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ NUM_PROMPTS = 3
 NUM_SEEDS = 3
 TRAIN_STEPS = 20
 PRESET = "tiny"
+TINY_NOTES = [
+    "Tiny preset: the CogVideoX models, the VGGT model and the LPIPS weights are randomly initialised "
+    "(utils/tiny_models.py, metrics.lpips.build_random_lpips_weights), the videos are noise and the pair "
+    "rules are relaxed, so every number below exercises the code and means nothing. "
+    "`python demo.py --preset cogvideox-5b` runs the same loop with the real models.",
+]
 # Relaxed pair rules for random tiny models (released values: min_gap 0.05, threshold 0.8, motion 0.001).
 TINY_PAIR_RULES = {"min_gap": 0.0, "metric_threshold": None, "motion_threshold": None}
 
@@ -78,12 +86,17 @@ def _tiny_loops(args) -> tuple[list[Loop], dict]:
     from utils.tiny_models import ensure_tiny_models
 
     paths = ensure_tiny_models(args.tiny_root)
-    vgg, lin = build_random_lpips_weights(Path(args.run_dir) / "lpips_random", seed=0, width=0.25)
+    lpips_dir = Path(args.run_dir) / "lpips_random"
+    vgg, lin = lpips_dir / "lpips_vgg16_random.safetensors", lpips_dir / "lpips_lin_random.safetensors"
+    if not (vgg.is_file() and lin.is_file()):
+        vgg, lin = build_random_lpips_weights(lpips_dir, seed=0, width=0.25)
     steps = ["--num_inference_steps", str(args.inference_steps)]
+    # the tiny random VGGT's point head collapses off-screen: score its depth head (real presets: point_head)
     score = ["--vggt_model", str(paths["vggt"]), "--num_frames", "8", "--image_size", "112",
-             "--lpips_vgg_weights", str(vgg), "--lpips_lin_weights", str(lin), "--devices", "cpu"]
+             "--lpips_vgg_weights", str(vgg), "--lpips_lin_weights", str(lin), "--devices", "cpu",
+             "--points_source", "depth"]
     train = ["--lora_rank", "8", "--lora_alpha", "16", "--learning_rate", "1e-3", "--warmup_steps", "0",
-             "--batch_size", "1", "--grad_accum", "1", "--val_fraction", "0", "--log_every", "1", "--checkpoint_every",
+             "--batch_size", "1", "--global_batch", "1", "--val_fraction", "0", "--log_every", "1", "--checkpoint_every",
              str(max(1, args.steps // 2)), "--no_progress_bar"] + _rules_as_args(TINY_PAIR_RULES)
 
     def loop(mode, model_dir, name):
@@ -116,6 +129,7 @@ class Stages:
     def __init__(self):
         self.seconds: dict[str, float] = {}
         self.commands: dict[str, list[str]] = {}
+        self.skipped: dict[str, str] = {}
 
     @contextmanager
     def stage(self, name: str):
@@ -127,12 +141,36 @@ class Stages:
             self.seconds[name] = round(time.perf_counter() - t0, 2)
             logger.info("=== %s: %.1f s", name, self.seconds[name])
 
-    def run(self, name: str, script: Path, argv: list[str]) -> None:
+    def run(self, name: str, script: Path, argv: list[str], skip_reason: str | None = None) -> None:
+        """Run ``script`` with ``argv`` as stage ``name``, or record it as skipped (``skip_reason``)."""
         self.commands[name] = [str(script.relative_to(REPO_ROOT))] + argv
+        if skip_reason:
+            logger.info("=== %s: skipped, %s", name, skip_reason)
+            self.skipped[name] = skip_reason
+            self.seconds[name] = 0.0
+            return
         with self.stage(name):
             code = run_script(script, argv)
         if code != 0:
             raise StageError(f"stage '{name}' failed (exit {code}): python {' '.join(self.commands[name])}")
+
+
+def finished_training_steps(dpo_dir: Path) -> int | None:
+    """Optimiser steps of a finished training in ``dpo_dir``, else None.
+
+    Finished = ``final_lora/`` (written only when ``Trainer.fit`` completes) and
+    ``lightning/last.ckpt`` (its ``global_step``, read memory-mapped: no tensor is loaded).
+    """
+    import torch
+
+    ckpt, adapter = dpo_dir / "lightning" / "last.ckpt", dpo_dir / "final_lora" / "adapter_model.safetensors"
+    if not (ckpt.is_file() and adapter.is_file()):
+        return None
+    try:
+        return int(torch.load(ckpt, map_location="cpu", mmap=True, weights_only=True)["global_step"])
+    except Exception as e:  # noqa: BLE001 - an unreadable checkpoint: train (and resume) again
+        logger.warning("cannot read %s (%s); training again", ckpt, e)
+        return None
 
 
 def _prompts(args, run_dir: Path, modes: set[str]) -> dict[str, Path]:
@@ -176,14 +214,20 @@ def run_loop(loop: Loop, prompts_json: Path, run_dir: Path, args, stages: Stages
     stages.run(f"{m}: encode latents", model_script(loop.model_dir, "02_encode"),
                ["--base_model", loop.base_model, "--input_json", str(scored), "--output_json", str(encoded),
                 "--base_path", str(cand)] + loop.extra_encode)
+    done = finished_training_steps(dpo)
+    if done is not None and done > args.steps:
+        logger.warning("%s already holds a training of %d steps (> --steps %d); kept. Use another --run_dir "
+                       "to train fewer steps.", dpo, done, args.steps)
     stages.run(f"{m}: DPO training", model_script(loop.model_dir, "03_train"),
                ["--base_model", loop.base_model, "--train_json", str(encoded), "--base_path", str(cand),
-                "--output_dir", str(dpo), "--max_steps", str(args.steps)] + loop.extra_train)
+                "--output_dir", str(dpo), "--max_steps", str(args.steps), "--resume", "auto"] + loop.extra_train,
+               skip_reason=f"finished training of {done} steps in {dpo}" if done is not None and done >= args.steps
+               else None)
     adapter = dpo / "final_lora"
     entry = _first_prompt(prompts_json)
     script = REPO_ROOT / "generate" / f"{m}_inference.py"
     positional = [entry["text_prompt"]] + ([entry["image_prompt"]] if m == "i2v" else [])
-    common = ["--seed", "0"] + loop.extra_infer
+    common = ["--seed", "0", "--skip_existing"] + loop.extra_infer
     stages.run(f"{m}: inference with adapter", script,
                positional + ["--base_model", loop.base_model, "--lora_path", str(adapter),
                              "--output_dir", str(infer / "videogpa_lora")] + common)
@@ -216,6 +260,22 @@ def _video_difference(videos: list[str]) -> float | None:
     return float(np.abs(a - b).mean()) if a.shape == b.shape else None
 
 
+def _quiet(tiny: bool) -> None:
+    """Expected library messages off (``utils/log_filters.py``); for the tiny models also the
+    loading progress bars (they load in milliseconds) and the toy tokenizer's truncation reports."""
+    from utils.log_filters import quiet_expected_messages, quiet_tiny_model_messages
+
+    if not tiny:
+        quiet_expected_messages()
+        return
+    quiet_tiny_model_messages()
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=["tiny", *PRESETS], default=PRESET,
@@ -236,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet(args.preset == "tiny")
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     stages = Stages()
@@ -267,7 +328,7 @@ def main(argv=None) -> int:
         for mode, res in results.items():
             data = read_json(res["encoded_json"])
             for g in data["groups"]:
-                groups.append({**g, "group_id": f"{mode}/{g['group_id']}"})
+                groups.append({**g, "group_id": f"{mode}/{g['group_id']}", "mode": mode})
             sel, pair_stats[mode] = select_preference_pairs(data, rules)
             pairs += [{"group_id": f"{mode}/{p.group_id}", "winner": p.winner["video_path"],
                        "loser": p.loser["video_path"], "metric_w": p.metric_w, "metric_l": p.metric_l}
@@ -275,13 +336,15 @@ def main(argv=None) -> int:
             diffs[mode] = _video_difference(res["inference_videos"])
         paths = {f"{mode}: {k}": (v if isinstance(v, list) else str(v))
                  for mode, res in results.items() for k, v in res.items()}
+        notes = TINY_NOTES if args.preset == "tiny" else []
         out = write_report(run_dir, groups, pairs, stages.seconds, paths,
                            metrics_csvs={mode: r["metrics_csv"] for mode, r in results.items()},
-                           extra={"preset": args.preset, "pair_selection": pair_stats, "commands": stages.commands,
-                                  "adapter_vs_base_mean_abs_pixel_diff": diffs, **extra})
+                           extra={"preset": args.preset, "adapter_vs_base_mean_abs_pixel_diff": diffs, **extra},
+                           pair_selection=pair_stats, commands=stages.commands, skipped=stages.skipped,
+                           notes=notes)
     print(f"\nreport: {out['md']}")
     for name, sec in stages.seconds.items():
-        print(f"  {name:32s} {sec:7.1f} s")
+        print(f"  {name:32s} " + (f"skipped ({stages.skipped[name]})" if name in stages.skipped else f"{sec:7.1f} s"))
     return 0
 
 

@@ -50,6 +50,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from results_io import add_output_args, save_results  # noqa: E402  (benchmarks/results_io.py)
 
 DESIGNS = ("shared", "naive")
 
@@ -204,7 +205,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2, help="runs per design, interleaved; best median kept")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per worker (0: torch default)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_dpo_step.json"))
+    add_output_args(p, "bench_dpo_step")
     p.add_argument("--_worker", nargs=2, metavar=("PRESET", "DESIGN"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._worker:
@@ -275,9 +276,7 @@ def main(argv=None) -> int:
         "threads": args.threads,
         "metric": "median seconds per optimiser step (best of repeats); speed-up = naive / this",
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    save_results(args, "bench_dpo_step", out)
     return 0
 
 

@@ -3,7 +3,8 @@
 Stages (``VideoProcessor.score_video`` timings, median over ``--repeats`` runs after one warm-up):
   decode    -- ``sample_uniform_frames``: probe + decode + centre crop + resize (CPU, ffmpeg);
   vggt      -- the geometry predictor: VGGT forward + pose decoding;
-  geometry  -- depth unprojection, confidence filter, z-buffer reprojection into every frame;
+  geometry  -- point cloud (point map or depth unprojection), confidence filter, z-buffer
+               reprojection into every frame;
   metrics   -- MSE + LPIPS (VGG16) + motion norm + coverage.
 
 Configurations:
@@ -15,13 +16,13 @@ Target: everything but the VGGT forward under 10 % of the total for 10 frames at
 the tiny VGGT on CPU the forward is tiny, so that share is reported as measured (not the target
 setting); the realistic setting is VGGT-1B on a GPU.
 
-    python benchmarks/bench_scorer.py [--frames 10] [--size 518] [--repeats 3] [--video PATH] [--out PATH]
+    python benchmarks/bench_scorer.py [--frames 10] [--size 518] [--repeats 3] [--video PATH] [--write | --out PATH]
+        [--points_source point_head|depth]   # point_head (default, released reward) runs VGGT's point head too
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -34,6 +35,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from results_io import add_output_args, save_results  # noqa: E402  (benchmarks/results_io.py)
 
 from metrics.lpips import build_random_lpips_weights, load_lpips  # noqa: E402
 from pipelines.process_video import VGGTPredictor, VideoProcessor  # noqa: E402
@@ -70,7 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--video", default=str(ROOT / "tests" / "fixtures" / "videos" / "bikes.mp4"))
     ap.add_argument("--no-cuda", action="store_true", help="skip the VGGT-1B CUDA rows")
     ap.add_argument("--lpips", default="off,vgg16-full", help="LPIPS settings to run: vgg16-full and/or off")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_scorer.json"))
+    add_output_args(ap, "bench_scorer")
+    ap.add_argument("--points_source", choices=("point_head", "depth"), default="point_head")
     args = ap.parse_args(argv)
     video = Path(args.video)
     rows = []
@@ -85,7 +88,8 @@ def main(argv=None) -> int:
         cpu_info = {"device": f"cpu ({torch.get_num_threads()} threads)", "vggt": "tiny (random)"}
         lp_rows = [(k, v) for k, v in (("off", None), ("vgg16-full", lp_full)) if k in args.lpips.split(",")]
         for lp_name, lp in lp_rows:
-            proc = VideoProcessor(tiny, lpips=lp, num_frames=args.frames, image_size=args.size)
+            proc = VideoProcessor(tiny, lpips=lp, num_frames=args.frames, image_size=args.size,
+                                  points_source=args.points_source)  # fmt: skip
             rows.append(
                 _run(f"cpu/tiny/lpips={lp_name}", proc, video, args.repeats, dict(cpu_info, lpips=lp_name))
             )
@@ -95,14 +99,15 @@ def main(argv=None) -> int:
 
             torch.manual_seed(0)
             with torch.device("cuda"):
-                model = VGGT(enable_point=False).eval()
+                model = VGGT(enable_point=args.points_source == "point_head").eval()
             big = VGGTPredictor(model, device="cuda")
             info = {
                 "device": torch.cuda.get_device_name(),
                 "vggt": f"VGGT-1B (random), {big.autocast_dtype} autocast",
             }
             for lp_name, lp in lp_rows:
-                proc = VideoProcessor(big, lpips=lp, num_frames=args.frames, image_size=args.size)
+                proc = VideoProcessor(big, lpips=lp, num_frames=args.frames, image_size=args.size,
+                                      points_source=args.points_source)  # fmt: skip
                 rows.append(
                     _run(
                         f"cuda/vggt-1b/lpips={lp_name}", proc, video, args.repeats, dict(info, lpips=lp_name)
@@ -121,18 +126,16 @@ def main(argv=None) -> int:
         print(f"{r['name']:<28} {cols} {100 * r['non_vggt_share']:>8.1f}%  {r['num_points']}")
     if not torch.cuda.is_available():
         print("(CUDA not available: VGGT-1B rows skipped; the <10 % non-VGGT target applies to that setting)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cuda_available": torch.cuda.is_available(),
         "video": str(video.name),
+        "points_source": args.points_source,
         "loadavg_1_5_15": list(os.getloadavg()),  # the CPU may be shared: timings scale with load
     }
-    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    save_results(args, "bench_scorer", {"meta": meta, "results": rows})
     return 0
 
 

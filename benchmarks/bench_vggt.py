@@ -10,7 +10,6 @@ S frames (default 10) at 518x518:
 """
 
 import argparse
-import json
 import platform
 import resource
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from results_io import add_output_args, save_results  # noqa: E402  (benchmarks/results_io.py)
 from vggt import VGGT  # noqa: E402
 from vggt.tiny import build_tiny_vggt  # noqa: E402
 
@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--chunk", type=int, default=8, help="DPT frames_chunk_size")
     ap.add_argument("--no-cuda", action="store_true", help="skip the VGGT-1B CUDA run")
-    ap.add_argument("--out", default="benchmarks/results/bench_vggt.json")
+    add_output_args(ap, "bench_vggt")
     args = ap.parse_args()
 
     rows = [bench_cpu_tiny(args.frames, args.size, args.repeats, args.warmup, args.chunk)]
@@ -106,12 +106,9 @@ def main() -> None:
     if not torch.cuda.is_available():
         print("(CUDA not available: VGGT-1B row skipped)")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "cuda_available": torch.cuda.is_available()}
-    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    save_results(args, "bench_vggt", {"meta": meta, "results": rows})
 
 
 if __name__ == "__main__":

@@ -45,13 +45,13 @@ shared by all prompts (``01_generate.py``'s default) every pair is the same two 
 held-out set only ``NUM_HELDOUT_SEEDS`` distinct videos; such a run reported "win rate 1.00,
 p = 5e-10" in the expected direction for 16 prompts and nothing for 64.
 
-    python benchmarks/closed_loop.py                      # ~10 min on 2 CPU cores; prints the table
+    python benchmarks/closed_loop.py                      # ~11 min on 2 CPU cores; prints the table
     python benchmarks/closed_loop.py --threads 1          # on a busy machine (2 threads fight other jobs)
-    python benchmarks/closed_loop.py --write              # also replace benchmarks/results/closed_loop.{json,png}
+    python benchmarks/closed_loop.py --write              # update benchmarks/results/closed_loop.{json,png}
+    python benchmarks/closed_loop.py --out X.json         # JSON to X.json, plot to X.png
     python benchmarks/closed_loop.py --run_dir runs/closed_loop   # keep the videos, latents, adapters
 
-Results go to ``benchmarks/results/closed_loop.json`` / ``.png`` when absent or with ``--write``,
-otherwise to ``closed_loop.latest.json`` / ``.png`` beside them. Exit code 0 when the sanity arms
+JSON and plot are written only with ``--write`` or ``--out`` (``benchmarks/results_io.py``). Exit code 0 when the sanity arms
 move as required (``verdict.passed``), 1 when not, 2 on bad input. Measured: 682 s wall, 622 s CPU
 with ``--threads 1`` on a shared 2-core machine.
 """
@@ -76,6 +76,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from demo import TINY_PAIR_RULES, Stages, StageError, _rules_as_args  # noqa: E402
+from results_io import add_output_args, save_results  # noqa: E402  (benchmarks/results_io.py)
 from utils.io_utils import JSONInputError, atomic_write_json, read_json  # noqa: E402
 from utils.scripts import model_script  # noqa: E402
 
@@ -83,7 +84,7 @@ logger = logging.getLogger("closed_loop")
 
 # --- configuration (every value can be overridden on the command line) ---
 CAPTIONS_JSON = ROOT / "data" / "dl3dv_captions_1K.json"
-RESULTS_DIR = ROOT / "benchmarks" / "results"
+NAME = "closed_loop"         # benchmarks/results/closed_loop.{json,png}
 PROMPT_SHUFFLE_SEED = 0
 NUM_TRAIN_PROMPTS = 64
 NUM_TRAIN_SEEDS = 4          # candidates per training prompt (seeds 0 .. 3), as the released recipe
@@ -512,7 +513,7 @@ def format_table(results: dict) -> str:
 def plot(results: dict, path: Path) -> None:
     """Top row: per arm, histogram of paired differences (adapter - base) with mean and CI.
     Bottom row: DPO loss, implicit reward accuracy and margin per step for every arm."""
-    from utils.report import _plot_png
+    from utils.report import plot_png
 
     arms = results["arms"]
 
@@ -546,7 +547,7 @@ def plot(results: dict, path: Path) -> None:
         fig.tight_layout()
         return fig
 
-    _plot_png(path, draw)
+    plot_png(path, draw)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -571,8 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (default: torch's, one per core); 1 is fairer on a busy machine")
     p.add_argument("--tiny_root", default=str(ROOT / "checkpoints" / "tiny"))
     p.add_argument("--run_dir", default=None, help="keep every file here (default: a temporary folder, removed)")
-    p.add_argument("--results_dir", default=str(RESULTS_DIR))
-    p.add_argument("--write", action="store_true", help="replace the committed closed_loop.{json,png}")
+    add_output_args(p, NAME)
     return p
 
 
@@ -601,15 +601,11 @@ def main(argv=None) -> int:
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    out_dir = Path(args.results_dir)
-    stem = "closed_loop"
-    if not args.write and (out_dir / f"{stem}.json").exists():
-        stem = "closed_loop.latest"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plot(results, out_dir / f"{stem}.png")
-    atomic_write_json(out_dir / f"{stem}.json", results)
     print("\n" + format_table(results))
-    print(f"\nwrote {out_dir / (stem + '.json')} and {out_dir / (stem + '.png')}")
+    json_path = save_results(args, NAME, results)
+    if json_path is not None:
+        plot(results, json_path.with_suffix(".png"))
+        print(f"wrote {json_path.with_suffix('.png')}")
     return 0 if results["verdict"]["passed"] else 1
 
 

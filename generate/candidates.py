@@ -54,6 +54,7 @@ from generate.common import (  # noqa: E402
     OFFLOAD_MODES,
     GenerationConfigError,
     PromptEntry,
+    launcher_info,
     generate_video,
     load_image,
     load_pipeline,
@@ -63,6 +64,8 @@ from generate.common import (  # noqa: E402
     save_video,
 )
 from utils.io_utils import JSONInputError, atomic_write_json, read_json, slugify  # noqa: E402
+from utils.launcher import SHARD_HELP, LaunchInfo  # noqa: E402
+from utils.log_filters import quiet_expected_messages  # noqa: E402
 from utils.lora import LoraAdapterError  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -453,6 +456,8 @@ def build_arg_parser(defaults: Mapping[str, Any], description: str | None = None
     Args:
         defaults: ``base_model, prompts_json, output_dir, kind, num_seeds, seed_start, num_frames,
             height, width, num_inference_steps, guidance_scale, fps`` (missing keys: CandidateConfig's defaults).
+    Inconsistent launcher variables (the shard defaults come from them) do not raise here: the
+    parsed namespace carries ``launch_error`` and :func:`run_from_args` reports it (exit code 2).
     """
     d = {f: v for f, v in asdict(CandidateConfig("", "", "")).items() if f != "seeds"}
     d.update({k: v for k, v in defaults.items() if v is not None or k in ("num_frames", "height", "width")})
@@ -477,9 +482,16 @@ def build_arg_parser(defaults: Mapping[str, Any], description: str | None = None
     p.add_argument("--num_inference_steps", type=int, default=d["num_inference_steps"])
     p.add_argument("--guidance_scale", type=float, default=d["guidance_scale"])
     p.add_argument("--fps", type=float, default=d["fps"])
-    p.add_argument("--num_shards", type=int, default=1, help="split the prompts into K shards")
-    p.add_argument("--shard_index", type=int, default=0, help="which shard this process generates")
-    p.add_argument("--gpu_id", type=int, default=None)
+    try:
+        launch, launch_error = launcher_info(), None
+    except GenerationConfigError as e:  # e.g. RANK=4 with WORLD_SIZE=4: reported by run_from_args
+        launch, launch_error = LaunchInfo(), str(e)
+    p.set_defaults(launch_error=launch_error)
+    p.add_argument("--num_shards", type=int, default=launch.num_shards,
+                   help=f"split the prompts into K shards ({SHARD_HELP})")
+    p.add_argument("--shard_index", type=int, default=launch.shard_index,
+                   help="which shard this process generates")
+    p.add_argument("--gpu_id", type=int, default=None, help="CUDA device index (default: $LOCAL_RANK, else 0)")
     p.add_argument("--offload", choices=OFFLOAD_MODES, default="none")
     p.add_argument("--lora_path", default=None, help="generate with a LoRA adapter (e.g. for a 2nd round)")
     p.add_argument("--lora_scale", type=float, default=1.0)
@@ -491,6 +503,7 @@ def build_arg_parser(defaults: Mapping[str, Any], description: str | None = None
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_expected_messages()
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -501,6 +514,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     """
     _setup_logging()
     try:
+        if getattr(args, "launch_error", None):
+            raise GenerationConfigError(args.launch_error)
         if args.merge:
             groups_json = Path(args.groups_json) if args.groups_json else Path(args.output_dir) / GROUPS_JSON_NAME
             shards = find_shard_jsons(groups_json, args.num_shards if args.num_shards > 1 else None)
@@ -520,8 +535,6 @@ def run_from_args(args: argparse.Namespace) -> int:
     except (GenerationConfigError, LoraAdapterError, JSONInputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    n = sum(len(g["videos"]) for g in doc["groups"])
-    print(f"{len(doc['groups'])} groups, {n} videos, {len(doc['errors'])} bad prompt entries -> {cfg.out_json_path}")
     return 0
 
 

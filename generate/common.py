@@ -33,8 +33,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from utils.io_utils import JSONInputError, read_json, slugify
-from utils.lora import LoraAdapterError, load_lora_adapter, validate_adapter_dir
+from utils.hub import ModelNotAvailableError, check_hub_model
+from utils.io_utils import JSONInputError, read_json
+from utils.launcher import launch_info
+from utils.log_filters import quiet_expected_messages
+from utils.lora import LoraAdapterError, load_lora_adapter, read_adapter_config, validate_adapter_dir
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +49,11 @@ __all__ = [
     "GenerationConfigError",
     "ModelDefaults",
     "PromptEntry",
+    "launcher_info",
     "select_device",
     "select_dtype",
     "model_defaults",
+    "default_lora_scale",
     "read_model_defaults",
     "pipeline_defaults",
     "resolve_video_size",
@@ -70,6 +75,11 @@ OFFLOAD_MODES = ("none", "model", "sequential")
 # set (only CogVideoX1.5 has temporal patches) together with that placeholder.
 COGVIDEOX15_PLACEHOLDER_SAMPLE_SIZE = 300
 COGVIDEOX15_TRAINED_SIZE = (768, 1360)  # (height, width) in pixels
+# The released CogVideoX1.5 inference (upstream generate/CogVideoX1.5-5B.py, --lora_weight 0.2) sets
+# PEFT's LoRA scaling to 0.2 absolute (delta = 0.2 B A) instead of alpha / r = 2 as trained; our
+# --lora_scale multiplies alpha / r, so its 1.5 default is 0.2 r / alpha (0.1 for the released r 64,
+# alpha 128 adapter), see default_lora_scale.
+COGVIDEOX15_RELEASED_LORA_SCALING = 0.2
 
 
 class GenerationConfigError(ValueError):
@@ -88,6 +98,8 @@ class ModelDefaults:
         size_multiple: height/width must be multiples of this (VAE scale x patch size, 16).
         fixed_size: True when the transformer uses a learned position table (CogVideoX-5B-I2V): only
             this height/width and at most this many frames work.
+        lora_scaling: absolute LoRA scaling (the factor on ``B @ A``) that the released inference
+            applies to this model's adapter, or None for "as trained" (see :func:`default_lora_scale`).
     """
 
     num_frames: int
@@ -96,6 +108,7 @@ class ModelDefaults:
     frame_multiple: int = 4
     size_multiple: int = 16
     fixed_size: bool = False
+    lora_scaling: float | None = None
 
 
 @dataclass
@@ -120,18 +133,38 @@ class PromptEntry:
 # ------------------------------------------------------------------------------------------------
 
 
+def launcher_info():
+    """``utils.launcher.launch_info()``, with inconsistent launcher variables as a configuration error.
+
+    Raises:
+        GenerationConfigError: e.g. ``RANK=4`` with ``WORLD_SIZE=4`` (the message names the variables).
+    """
+    try:
+        return launch_info()
+    except ValueError as e:
+        raise GenerationConfigError(f"inconsistent launcher environment (torchrun/srun variables): {e}") from e
+
+
 def select_device(gpu_id: int | None = None):
-    """``cuda:<gpu_id>`` (default ``cuda:0``) when CUDA is available, else CPU (with a warning if a GPU was asked for).
+    """``cuda:<gpu_id>`` when CUDA is available, else CPU (with a warning if a GPU was asked for).
+
+    ``gpu_id`` None: the launcher's local rank (``LOCAL_RANK`` of torchrun, ``SLURM_LOCALID`` of
+    srun) modulo the visible devices, else 0.
 
     Returns:
         ``torch.device``.
     Raises:
-        GenerationConfigError: ``gpu_id`` is not a visible CUDA device.
+        GenerationConfigError: ``gpu_id`` is not a visible CUDA device, or inconsistent launcher
+            variables (:func:`launcher_info`).
     """
     import torch
 
     if torch.cuda.is_available():
-        idx = 0 if gpu_id is None else int(gpu_id)
+        if gpu_id is None:  # under torchrun/srun: this process's GPU on its node (utils/launcher.py)
+            local = launcher_info().local_rank
+            idx = 0 if local is None else local % torch.cuda.device_count()
+        else:
+            idx = int(gpu_id)
         if not 0 <= idx < torch.cuda.device_count():
             raise GenerationConfigError(
                 f"--gpu_id {idx}: only {torch.cuda.device_count()} CUDA device(s) visible"
@@ -173,6 +206,9 @@ def model_defaults(transformer_config: Mapping[str, Any], vae_config: Mapping[st
     if transformer_config.get("patch_size_t") and sh == sw == COGVIDEOX15_PLACEHOLDER_SAMPLE_SIZE:
         # CogVideoX1.5: the config's square sample size is a placeholder, see COGVIDEOX15_TRAINED_SIZE.
         height, width = COGVIDEOX15_TRAINED_SIZE
+    is_t2v = transformer_config.get("in_channels") == transformer_config.get("out_channels")
+    is_15_t2v = bool(transformer_config.get("patch_size_t")) and is_t2v
+    lora_scaling = COGVIDEOX15_RELEASED_LORA_SCALING if is_15_t2v else None
     return ModelDefaults(
         num_frames=frames,
         height=height,
@@ -180,7 +216,25 @@ def model_defaults(transformer_config: Mapping[str, Any], vae_config: Mapping[st
         frame_multiple=int(vae_config.get("temporal_compression_ratio") or 4),
         size_multiple=scale * int(transformer_config.get("patch_size") or 2),
         fixed_size=bool(transformer_config.get("use_learned_positional_embeddings")),
+        lora_scaling=lora_scaling,
     )
+
+
+def default_lora_scale(defaults: ModelDefaults, lora_path: str | os.PathLike | None) -> float:
+    """The ``--lora_scale`` (multiplier of the trained ``alpha / r``) when none is given.
+
+    1.0 (the adapter as trained), except for a model whose released inference used another
+    absolute scaling (CogVideoX1.5 T2V: 0.2, upstream ``generate/CogVideoX1.5-5B.py:generate``):
+    ``defaults.lora_scaling * r / alpha`` of the adapter at ``lora_path`` (0.1 for the released
+    ``VideoGPA-T2V1.5-lora``, r 64, alpha 128), which gives the same ``0.2 B @ A``.
+
+    Raises:
+        LoraAdapterError: unreadable ``adapter_config.json``.
+    """
+    if defaults.lora_scaling is None or lora_path is None:
+        return 1.0
+    cfg = read_adapter_config(lora_path)
+    return float(defaults.lora_scaling) * float(cfg.r) / float(cfg.lora_alpha)
 
 
 def _check_base_model(base_model: str) -> None:
@@ -193,6 +247,10 @@ def _check_base_model(base_model: str) -> None:
     looks_like_hub_id = len(parts) == 2 and all(parts) and not str(base_model).startswith((".", "~"))
     if not looks_like_hub_id:
         raise GenerationConfigError(f"base model folder not found: {base_model}")
+    try:
+        check_hub_model(base_model, ("model_index.json",), "CogVideoX model", "--base_model")
+    except ModelNotAvailableError as e:
+        raise GenerationConfigError(str(e)) from e
 
 
 def read_model_defaults(base_model: str | os.PathLike) -> ModelDefaults:
@@ -541,6 +599,15 @@ def load_prompt_entries(
 # ------------------------------------------------------------------------------------------------
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` after each help text, except for None defaults (their help says it)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.ArgumentParser:
     """The argparse parser of the inference scripts.
 
@@ -552,34 +619,49 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
     what = "text-to-video" if kind == "t2v" else "image-to-video"
     p = argparse.ArgumentParser(
         description=f"CogVideoX {what} inference, optionally with a VideoGPA LoRA adapter.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     p.add_argument("prompt", nargs="?", help="text prompt (or use --prompt_json)")
     if kind == "i2v":
         p.add_argument("image", nargs="?", help="first-frame image (or use --prompt_json)")
     p.add_argument("--prompt_json", help='batch mode: {"id": {"text_prompt": ..., "image_prompt": ...}} or a list')
     p.add_argument("--num_prompts", type=int, default=None, help="batch mode: only the first N prompts")
-    p.add_argument("--output_dir", default="./outputs")
+    p.add_argument("--output_dir", default="./outputs", help="folder of the videos")
     p.add_argument("--base_model", default=defaults["base_model"], help="diffusers folder or hub id")
-    p.add_argument("--lora_path", default=None, help="PEFT LoRA adapter folder, e.g. checkpoints/VideoGPA-T2V-lora")
-    p.add_argument("--lora_scale", type=float, default=1.0, help="multiplier of the LoRA delta (0 = base model)")
+    example = "checkpoints/VideoGPA-I2V-lora" if kind == "i2v" else "checkpoints/VideoGPA-T2V-lora"
+    p.add_argument("--lora_path", default=None, help=f"PEFT LoRA adapter folder, e.g. {example}")
+    p.add_argument("--lora_scale", type=float, default=None,
+                   help="multiplier of the LoRA delta (0 = base model); default 1, CogVideoX1.5 as released "
+                   "(absolute scaling 0.2: 0.1 for r 64, alpha 128)")  # fmt: skip
     p.add_argument("--merge_lora", action="store_true", help="fold the LoRA into the weights")
-    p.add_argument("--gpu_id", type=int, default=None, help="CUDA device index (default 0)")
-    p.add_argument("--seed", type=int, default=defaults["seed"])
-    p.add_argument("--num_inference_steps", type=int, default=defaults["num_inference_steps"])
-    p.add_argument("--guidance_scale", type=float, default=defaults["guidance_scale"])
+    p.add_argument("--gpu_id", type=int, default=None,
+                   help="CUDA device index (default: $LOCAL_RANK / $SLURM_LOCALID under torchrun / srun, else 0)")
+    p.add_argument("--skip_existing", action="store_true",
+                   help="resume a batch: keep a video (or search result) whose settings record matches this "
+                   "run's settings, that decodes and is newer than the adapter")
+    p.add_argument("--seed", type=int, default=defaults["seed"], help="random seed of the initial noise")
+    p.add_argument("--num_inference_steps", type=int, default=defaults["num_inference_steps"],
+                   help="denoising steps")
+    p.add_argument("--guidance_scale", type=float, default=defaults["guidance_scale"],
+                   help="classifier-free guidance scale")
     p.add_argument("--num_frames", type=int, default=None, help="default: the checkpoint's (49; 81 for 1.5)")
     p.add_argument("--height", type=int, default=None, help="default: the checkpoint's (480; 768 for 1.5)")
     p.add_argument("--width", type=int, default=None, help="default: the checkpoint's (720; 1360 for 1.5)")
-    p.add_argument("--fps", type=float, default=defaults["fps"])
+    p.add_argument("--fps", type=float, default=defaults["fps"], help="frame rate of the written mp4")
     p.add_argument("--offload", choices=OFFLOAD_MODES, default="none", help="CPU offload to save GPU memory")
+    from generate.search_cli import add_search_arguments  # --best_of, --search beam, --verifier ...
+
+    add_search_arguments(p, defaults)
     return p
 
 
 def inference_main(kind: str, argv: Sequence[str] | None, defaults: Mapping[str, Any]) -> int:
     """Body of the inference scripts. Writes ``<output_dir>/<name>_seed<seed>.mp4`` per prompt.
 
-    ``<name>`` is the prompt's slug (t2v) or the image file's stem (i2v).
+    ``<name>`` is the prompt's slug (t2v) or the image file's stem (i2v). Beside each video its
+    settings record ``<name>_seed<seed>.json`` (``generate/outputs.py``; ``--skip_existing`` keeps
+    a video only when the record matches); a search writes ``<name>_seed<seed>_<tag>.mp4`` and
+    ``.search.json`` instead (``generate/search_cli.py``).
 
     Returns:
         0 when every video was written, 1 when some batch entries failed (each reported), 2 for a
@@ -589,6 +671,7 @@ def inference_main(kind: str, argv: Sequence[str] | None, defaults: Mapping[str,
     args = build_inference_parser(kind, defaults).parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_expected_messages()
     try:
         return _run_inference(kind, args)
     except (GenerationConfigError, LoraAdapterError, JSONInputError) as e:
@@ -617,19 +700,63 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
         entries = [entry]
     if args.lora_path is not None:
         validate_adapter_dir(args.lora_path)
-    num_frames, height, width = resolve_video_size(
-        read_model_defaults(args.base_model), args.num_frames, args.height, args.width
-    )
+    from generate.outputs import (generation_record, output_name, output_path, record_path, save_video_with_record,
+                                  stale_reason)
+    from generate.search_cli import searcher_from_args
+
+    searcher = searcher_from_args(args)  # None: plain generation
+    out_dir = Path(args.output_dir)
+    model = read_model_defaults(args.base_model)
+    num_frames, height, width = resolve_video_size(model, args.num_frames, args.height, args.width)
+    lora_scale = args.lora_scale
+    if lora_scale is None:
+        lora_scale = default_lora_scale(model, args.lora_path)
+        if lora_scale != 1.0:
+            logger.info("LoRA scale %g (the released absolute scaling %g; --lora_scale overrides)",
+                        lora_scale, model.lora_scaling)  # fmt: skip
+
+    def record(entry: PromptEntry) -> dict[str, Any]:
+        return generation_record(
+            kind=kind, prompt=entry.prompt, image_path=entry.image_path, base_model=args.base_model,
+            lora_path=args.lora_path, lora_scale=lora_scale, seed=args.seed,
+            num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+            num_frames=num_frames, height=height, width=width, fps=args.fps,
+        )  # fmt: skip
+
+    def target(entry: PromptEntry) -> tuple[Path, Path, dict[str, Any]]:
+        """(video, its settings record, the settings it must match) of this entry."""
+        name = output_name(kind, entry.prompt, entry.image_path)
+        if searcher is not None:
+            return searcher.targets(out_dir, name, args.seed, record(entry), args.num_inference_steps)
+        video = output_path(out_dir, name, args.seed)
+        return video, record_path(video), record(entry)
+
+    if args.skip_existing:
+        todo = []
+        for entry in entries:
+            if entry.error:
+                todo.append(entry)
+                continue
+            video, rec, expected = target(entry)
+            why = stale_reason(video, rec, expected, args.lora_path)
+            if why is None:
+                logger.info("kept %s (its settings record %s matches this run)", video, rec.name)
+            else:
+                if video.exists() or rec.exists():
+                    logger.info("generating %s again: %s", video, why)
+                todo.append(entry)
+        entries = todo
+        if not entries:
+            return 0
     pipe = load_pipeline(
         args.base_model,
         kind,
         gpu_id=args.gpu_id,
         lora_path=args.lora_path,
-        lora_scale=args.lora_scale,
+        lora_scale=lora_scale,
         merge_lora=args.merge_lora,
         offload=args.offload,
     )
-    out_dir = Path(args.output_dir)
     failures = 0
     for entry in entries:
         if entry.error:
@@ -644,9 +771,14 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
                 logger.error("skipping %r: %s", entry.key, e)
                 failures += 1
                 continue
-            name = slugify(Path(entry.image_path).stem)
-        else:
-            name = slugify(entry.prompt)
+        video, _rec, expected = target(entry)
+        if searcher is not None:
+            failures += not searcher.generate_and_save(
+                pipe, prompt=entry.prompt, image=image, video_path=video, expected=expected, seed=args.seed,
+                fps=args.fps, num_frames=num_frames, height=height, width=width,
+                num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+            )  # fmt: skip
+            continue
         frames = generate_video(
             pipe,
             entry.prompt,
@@ -658,6 +790,6 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
             num_inference_steps=args.num_inference_steps,
             guidance_scale=args.guidance_scale,
         )
-        path = save_video(frames, out_dir / f"{name}_seed{args.seed}.mp4", fps=args.fps)
+        path = save_video_with_record(frames, video, expected, fps=args.fps)
         print(f"wrote {path} ({frames.shape[0]} frames, {frames.shape[1]}x{frames.shape[2]})")
     return 1 if failures else 0

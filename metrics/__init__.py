@@ -2,10 +2,21 @@
 
 * :func:`mse`, :func:`mse_per_image` -- masked MSE on [0, 1] images ``[N, C, H, W]``.
 * :class:`LPIPS`, :func:`load_lpips` -- LPIPS v0.1 (VGG16) in plain torch, [0, 1] inputs.
-* :func:`consistency_score` (mse + lpips), :func:`motion_norm` (camera motion), :func:`coverage`.
+* :func:`consistency_score` (mse + lpips), :func:`motion_norm` / :func:`motion_norm_released`
+  (camera motion), :func:`coverage`.
+* evaluation metrics: :func:`psnr`, :func:`ssim` (:mod:`metrics.psnr_ssim`), :func:`mvcs`
+  (:mod:`metrics.mvcs`), :func:`epipolar_error` (:mod:`metrics.epipolar`), :func:`temporal_lpips`,
+  :func:`flow_warp_error` (:mod:`metrics.temporal`).
 """
 
-from .consistency import camera_centers, consistency_score, coverage, motion_norm, relative_rotation_angles
+from .consistency import (
+    camera_centers,
+    consistency_score,
+    coverage,
+    motion_norm,
+    motion_norm_released,
+    relative_rotation_angles,
+)
 from .lpips import (
     ENV_LIN_WEIGHTS,
     ENV_VGG_WEIGHTS,
@@ -17,7 +28,11 @@ from .lpips import (
     load_lpips,
     load_state_dict_file,
 )
+from .epipolar import epipolar_error
 from .mse import mse, mse_per_image
+from .mvcs import mvcs
+from .psnr_ssim import psnr, ssim
+from .temporal import flow_warp_error, temporal_lpips
 
 __all__ = [
     "mse",
@@ -33,7 +48,14 @@ __all__ = [
     "ENV_LIN_WEIGHTS",
     "consistency_score",
     "motion_norm",
+    "motion_norm_released",
     "camera_centers",
     "relative_rotation_angles",
     "coverage",
+    "psnr",
+    "ssim",
+    "mvcs",
+    "epipolar_error",
+    "temporal_lpips",
+    "flow_warp_error",
 ]

@@ -3,6 +3,11 @@
 VideoGPA (arXiv 2601.23286) ranks candidate videos of a prompt by a reprojection consistency
 score (lower = more 3-D consistent) and records the amount of camera motion alongside, because a
 static camera trivially reprojects well (the preference-pair builder can require motion).
+
+Two motion definitions are recorded: :func:`motion_norm` (camera centres, ours) and
+:func:`motion_norm_released` (raw extrinsic translations, as the released VideoGPA code,
+``metrics/consistency_score.py:compute_motion_score_vectorized``); the pair filter uses the one
+named by ``MOTION_METRIC`` in the training scripts.
 """
 
 from __future__ import annotations
@@ -13,7 +18,14 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["consistency_score", "motion_norm", "camera_centers", "relative_rotation_angles", "coverage"]
+__all__ = [
+    "consistency_score",
+    "motion_norm",
+    "motion_norm_released",
+    "camera_centers",
+    "relative_rotation_angles",
+    "coverage",
+]
 
 
 def consistency_score(mse_value: float, lpips_value: float | None = None, lpips_weight: float = 1.0) -> float:
@@ -23,8 +35,8 @@ def consistency_score(mse_value: float, lpips_value: float | None = None, lpips_
         mse_value: reprojection MSE on [0, 1] images (see :func:`metrics.mse.mse`).
         lpips_value: LPIPS distance (see :class:`metrics.lpips.LPIPS`), or None when LPIPS is
             disabled: the score is then the MSE alone.
-        lpips_weight: weight of the LPIPS term. 1.0 here; note that the released VideoGPA code
-            weighs LPIPS by 0.1 -- pass 0.1 to reproduce it.
+        lpips_weight: weight of the LPIPS term; 1.0 as in the released VideoGPA scorer
+            (``metrics/consistency_score.py:Consistency_Score.compute``: ``mse + lpips``).
 
     Returns:
         float score >= 0 (NaN if an input is NaN).
@@ -122,3 +134,23 @@ def coverage(mask) -> float:
     if m.numel() == 0:
         return 0.0
     return float(m.to(torch.float64).mean())
+
+
+def motion_norm_released(extrinsic) -> float:
+    """Camera motion as the released VideoGPA scorer defines it (its static-video filter).
+
+    ``mean ||t[i+1] - t[i]|| + 0.1 * mean angle(R[i+1] R[i]^T)`` on the raw translations ``t`` of
+    camera-from-world ``[R | t]`` (not the camera centres): upstream
+    ``metrics/consistency_score.py:compute_motion_score_vectorized`` (VGGT-era scripts). ``t``
+    changes under a pure rotation about a point away from the world origin, so this value mixes
+    rotation into the translation term; :func:`motion_norm` measures the camera displacement.
+    Angles are computed with ``atan2`` in float64 here (upstream: ``acos`` of the clamped trace in
+    float32; equal up to rounding).
+
+    Args:
+        extrinsic: ``[T, 3, 4]`` / ``[T, 4, 4]`` camera-from-world matrices (OpenCV), torch or numpy.
+
+    Returns:
+        float >= 0 (world units + 0.1 x radians); 0.0 for fewer than 2 cameras or a non-finite value.
+    """
+    return motion_norm(extrinsic, rotation_weight=0.1, use_camera_centers=False)

@@ -1,6 +1,8 @@
 """End to end: ``python demo.py`` with small settings on the tiny models (issue: the main job)."""
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +22,44 @@ def demo_run(tmp_path_factory):
            "--captions", str(REPO / "tests" / "fixtures" / "dl3dv_captions_8.json"),
            "--images", str(REPO / "data" / "images"),
            "--num_prompts", "2", "--num_seeds", "2", "--steps", "3", "--inference_steps", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path_factory.mktemp("cwd"))
+    cwd = tmp_path_factory.mktemp("cwd")
+    run = lambda: subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=cwd,  # noqa: E731
+                                 preexec_fn=lambda: os.umask(0o022))
+    proc = run()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    first = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.suffix in (".mp4", ".safetensors", ".ckpt")}
+    (run_dir / "first_run.log").write_text(proc.stdout + proc.stderr)
+    again = run()  # a re-run does no work twice
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    (run_dir / "second_run.log").write_text(again.stdout + again.stderr)
+    changed = [p for p, t in first.items() if p.stat().st_mtime_ns != t]
+    assert changed == [], changed
     return run_dir
+
+
+def test_rerun_skips_finished_work_and_output_is_quiet(demo_run):
+    rep = json.loads((demo_run / "report.json").read_text())
+    assert set(rep["skipped_stages"]) == {"t2v: DPO training", "i2v: DPO training"}
+    assert "--resume auto" in " ".join(rep["commands"]["t2v: DPO training"])
+    second = (demo_run / "second_run.log").read_text()
+    assert "kept " in second and "skipped (finished training of 3 steps" in second
+    for log in ("first_run.log", "second_run.log"):
+        text = (demo_run / log).read_text()
+        for noise in ("Warning", "Token indices", "was truncated", "tiled VAE", "Tip:", "deprecated",
+                      "Loading pipeline components"):
+            assert noise not in text, (log, noise)
+
+
+def test_outputs_follow_the_umask(demo_run):
+    """Run with umask 022: files 0644 and folders 0755 (not the 0600/0700 of temporary files)."""
+    tiny = {k: Path(v) for k, v in json.loads((demo_run / "report.json").read_text())["tiny_models"].items()}
+    for p in (demo_run / "report.json", demo_run / "t2v" / "candidates" / "groups_scored.json",
+              demo_run / "t2v" / "dpo" / "final_lora" / "adapter_model.safetensors",
+              tiny["cogvideox-t2v"] / "transformer" / "diffusion_pytorch_model.safetensors",
+              tiny["vggt"] / "model.safetensors"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+    for p in (demo_run / "t2v" / "dpo" / "final_lora", demo_run / "i2v" / "dpo" / "checkpoint-3"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o755, p
 
 
 @pytest.mark.parametrize("mode", ["t2v", "i2v"])

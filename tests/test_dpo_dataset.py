@@ -20,8 +20,9 @@ def _v(name, score=None, motion=0.1, latent=True, **kw):
     v = {"video_path": f"{name}.mp4", "seed": 0}
     if score is not None:
         v["consistency_score"] = score
-    if motion is not None:
-        v["motion_norm"] = motion
+    if motion is not None:  # the released definition (the default MOTION_METRIC) and ours
+        v["motion_norm_released"] = motion
+        v["motion_norm"] = 10 * motion
     if latent:
         v["latent_path"] = f"lat/{name}.safetensors"
     v.update(kw)
@@ -67,7 +68,7 @@ def _groups():
 
 
 def test_filters_select_known_pairs_and_count_drops():
-    pairs, stats = select_preference_pairs(_groups(), PairSelectionConfig())
+    pairs, stats = select_preference_pairs(_groups(), PairSelectionConfig(metric_threshold=0.8))
     assert [(p.group_id, p.winner["video_path"], p.loser["video_path"]) for p in pairs] == [
         ("ok1", "b.mp4", "c.mp4"),
         ("ok2", "f.mp4", "i.mp4"),
@@ -86,6 +87,27 @@ def test_filters_select_known_pairs_and_count_drops():
         "videos_no_latent": 1,
         "videos_low_motion": 2,
     }
+
+
+def test_released_defaults_no_threshold_and_released_motion_metric(caplog):
+    cfg = PairSelectionConfig()
+    assert (cfg.min_gap, cfg.metric_threshold, cfg.motion_threshold) == (0.05, None, 0.001)
+    assert cfg.motion_metric == "motion_norm_released"
+    pairs, stats = select_preference_pairs(_groups(), cfg)
+    assert [p.group_id for p in pairs] == ["ok1", "ok2", "thr"]  # no winner threshold (as released)
+    # our motion_norm is 10x here: d (released 0.0005) passes the filter on it and wins ok1
+    pairs, _ = select_preference_pairs(_groups(), PairSelectionConfig(motion_metric="motion_norm"))
+    assert pairs[0].winner["video_path"] == "d.mp4"
+    # JSONs scored before motion_norm_released existed: every video is dropped, with a warning
+    old = _groups()
+    for g in old["groups"]:
+        for v in g["videos"]:
+            v.pop("motion_norm_released", None)
+    pairs, stats = select_preference_pairs(old, cfg)
+    assert not pairs and stats["videos_low_motion"] == 13  # 17 minus 1 error, 2 no metric, 1 no latent
+    assert "no 'motion_norm_released'" in caplog.text
+    with pytest.raises(ValueError, match="motion_metric"):
+        PairSelectionConfig(motion_metric="motion")
 
 
 def test_rules_can_be_switched_and_max_mode():
@@ -144,7 +166,8 @@ def test_dataset_loads_tensors(tmp_path):
         str(tmp_path / "lat" / "ok2_cond.safetensors"),
     )
     (tmp_path / "enc.json").write_text(json.dumps(data))
-    train, val, stats = load_preference_datasets(tmp_path / "enc.json", val_fraction=0.5, split_seed=0)
+    rules = PairSelectionConfig(metric_threshold=0.8)
+    train, val, stats = load_preference_datasets(tmp_path / "enc.json", None, rules, val_fraction=0.5)
     assert len(train) == 1 and len(val) == 1 and stats["train_pairs"] == 1 and stats["pairs"] == 2
     ds = DPOPairDataset(sorted(train.pairs + val.pairs, key=lambda p: p.group_id), tmp_path)
     item = ds[0]
@@ -169,3 +192,21 @@ def test_bad_inputs(tmp_path):
     (tmp_path / "e.json").write_text(json.dumps({"groups": [{"group_id": "x", "videos": [_v("a", 0.1)]}]}))
     with pytest.raises(ValueError, match="no preference pairs"):
         load_preference_datasets(tmp_path / "e.json")
+
+
+def test_any_recorded_metric_and_nan_or_null_is_missing_not_a_winner(tmp_path):
+    """METRIC_NAME = "epipolar" (written by video_scorer.py --extra_metrics epipolar): a NaN or null
+    value (every frame pair skipped) is a missing metric; in min mode it would otherwise win."""
+    videos = [_v("a", 0.5, epipolar=float("nan")), _v("b", 0.9, epipolar=None), _v("c", 0.1, epipolar=2.5),
+              _v("d", 0.3, epipolar=0.7), _v("e", 0.2)]  # fmt: skip
+    path = tmp_path / "epi.json"
+    path.write_text(json.dumps({"groups": [{"group_id": "g", "videos": videos}]}))  # writes NaN as NaN
+    cfg = PairSelectionConfig(metric_name="epipolar", metric_mode="min")
+    pairs, stats = select_preference_pairs(path, cfg)
+    assert [(p.winner["video_path"], p.loser["video_path"]) for p in pairs] == [("d.mp4", "c.mp4")]
+    assert (pairs[0].metric_w, pairs[0].metric_l) == (0.7, 2.5) and stats["videos_no_metric"] == 3
+    by_score, _ = select_preference_pairs(path, PairSelectionConfig())
+    assert (by_score[0].winner["video_path"], by_score[0].loser["video_path"]) == ("c.mp4", "b.mp4")
+    # a metric that no video has: the error says so
+    with pytest.raises(ValueError, match="no video has a finite 'epipolr'.*--extra_metrics"):
+        load_preference_datasets(path, config=PairSelectionConfig(metric_name="epipolr"))

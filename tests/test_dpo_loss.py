@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train_dpo.loss import diffusion_dpo_loss, diffusion_dpo_loss_from_errors, per_sample_mse
+from train_dpo.loss import diffusion_dpo_loss, diffusion_dpo_loss_from_errors, per_sample_mse, sft_loss
 
 
 def _preds(b=3, shape=(2, 4, 3, 5), seed=0):
@@ -62,10 +62,12 @@ def test_label_smoothing_and_hinge():
     e0 = torch.zeros(2)
     # choose errors so that logits == z with beta 1: err_ref_w - err_w = z, loser term 0
     out = diffusion_dpo_loss_from_errors(-z, e0, e0, e0, beta=1.0, label_smoothing=0.1)
-    expected = (-(0.9) * F.logsigmoid(z) - 0.1 * F.logsigmoid(-z)).mean()
-    torch.testing.assert_close(out.loss, expected)
+    expected = -(0.9) * F.logsigmoid(z) - 0.1 * F.logsigmoid(-z)
+    torch.testing.assert_close(out.loss, expected.mean())
+    torch.testing.assert_close(out.losses, expected)  # per pair (validation averages these)
     out = diffusion_dpo_loss_from_errors(-z, e0, e0, e0, beta=1.0, loss_type="hinge")
     torch.testing.assert_close(out.loss, torch.relu(1 - z).mean())
+    torch.testing.assert_close(out.losses, torch.tensor([0.7, 2.2]))
 
 
 def test_gradients_reach_policy_only():
@@ -93,3 +95,18 @@ def test_bad_arguments():
         per_sample_mse(torch.ones(2, 3), torch.ones(2, 4))
     # bf16 inputs are reduced in float32
     assert per_sample_mse(torch.ones(2, 3, dtype=torch.bfloat16), torch.zeros(2, 3)).dtype == torch.float32
+
+
+def test_sft_loss_is_the_winner_mse_by_hand():
+    """pred - target = [[1, 2, 3, 4], [0, 0, 0, 2]] -> per-sample mean of squares [7.5, 1.0], loss 4.25."""
+    target = torch.tensor([[1.0, -1.0, 0.5, 2.0], [3.0, 3.0, 3.0, 3.0]]).view(2, 1, 1, 2, 2)
+    diff = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 2.0]]).view(2, 1, 1, 2, 2)
+    pred = (target + diff).requires_grad_(True)
+    out = sft_loss(pred, target)
+    torch.testing.assert_close(out.err_w, torch.tensor([7.5, 1.0]))
+    assert out.loss.item() == 4.25 and out.loss.dtype == torch.float32
+    assert out.metrics() == {"sft_loss": 4.25, "err_w": 4.25}
+    out.loss.backward()  # d/dpred mean_B mean_N diff^2 = 2 diff / (B N)
+    torch.testing.assert_close(pred.grad, 2 * diff / 8)
+    with pytest.raises(ValueError, match="shapes differ"):
+        sft_loss(pred[:1], target)

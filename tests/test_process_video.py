@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from _scorer_render import load_texture, render_video
 
 from metrics import build_random_lpips_weights, load_lpips
@@ -69,7 +70,7 @@ def _random_geometry(T=3, H=20, W=24, seed=0):
 def test_own_points_reproject_onto_own_pixels_exactly():
     T, H, W = 3, 20, 24
     images, pred = _random_geometry(T, H, W)
-    points, colors, keep = build_point_cloud(images, pred, conf_thres=0)
+    points, colors, keep = build_point_cloud(images, pred, conf_thres=0, points_source="depth")
     assert keep.all() and points.shape == (T * H * W, 3)
     for i in range(T):
         own = slice(i * H * W, (i + 1) * H * W)
@@ -118,7 +119,7 @@ def test_foreground_occludes_and_ties_keep_first_frame():
     images[0, 0] = 1.0  # frame 0 red
     images[1, 2] = 1.0  # frame 1 blue
     pred = GeometryPrediction(depth, torch.ones(2, H, W), E, K)
-    points, colors, _ = build_point_cloud(images, pred)
+    points, colors, _ = build_point_cloud(images, pred, points_source="depth")
     rep = reproject_points(points, colors, E, K, H, W)
     img0 = rep["image"][0]
     # the near square (frame 1, depth 2) covers the wall seen by frame 0
@@ -149,14 +150,22 @@ def test_reprojection_is_deterministic_and_chunk_independent():
 
 
 def test_confidence_filter_percentile():
+    """The released rule (upstream get_colored_pointcloud): keep the ceil(N (1 - p / 100)) most
+    confident candidates, plus ties with the last one."""
     conf = torch.arange(1, 101, dtype=torch.float32).view(1, 10, 10)
     assert confidence_mask(conf, 0).all()
     m = confidence_mask(conf, 50)
-    assert int(m.sum()) == 51 and bool(m.flatten()[-1]) and not bool(m.flatten()[0])  # >= 50th pct (lower)
-    assert int(confidence_mask(conf, 90).sum()) == 11
+    assert int(m.sum()) == 50 and bool(m.flatten()[-1]) and not bool(m.flatten()[49])  # 51..100
+    assert int(confidence_mask(conf, 90).sum()) == 10
+    assert int(confidence_mask(conf, 99.5).sum()) == 1  # at least one point is kept
+    three = torch.tensor([[[1.0, 2.0, 3.0]]])
+    assert confidence_mask(three, 50).tolist() == [[[False, True, True]]]  # ceil(1.5) = 2
+    ties = torch.tensor([[[1.0, 2.0, 2.0, 2.0]]])
+    assert int(confidence_mask(ties, 75).sum()) == 3  # k = 1, ties with the 1st largest kept
     bad = conf.clone()
     bad[0, 0, :3] = torch.tensor([float("nan"), 0.0, -1.0])
     assert int(confidence_mask(bad, 0).sum()) == 97
+    assert int(confidence_mask(bad, 50).sum()) == 49  # ceil(97 / 2) = 49 of the 97 candidates
     with pytest.raises(ValueError):
         confidence_mask(conf, 100)
 
@@ -177,23 +186,86 @@ def _corruptions(r, seed):
     return {"warp": warp, "flicker": flicker, "texture_swap": swap}
 
 
-def test_known_geometry_consistent_near_zero_and_corruptions_rank_higher(small_lpips):
-    rows = {}
+def _disagreeing_point_map(r, seed, deg=0.5, trans=0.02):
+    """The true depth unprojected with cameras that are off by ``deg`` degrees and ``trans`` world
+    units per frame: a point head that disagrees with the (true) camera head."""
+    from vggt.utils.geometry import unproject_depth_map_to_point_map
+
+    rng = np.random.default_rng(seed)
+    E = r["extrinsic"].copy()
+    for i in range(len(E)):
+        axis = rng.normal(size=3)
+        axis /= np.linalg.norm(axis)
+        K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        a = math.radians(deg)
+        R = np.eye(3) + math.sin(a) * K + (1 - math.cos(a)) * K @ K
+        E[i] = np.concatenate([R @ E[i, :, :3], (R @ E[i, :, 3] + trans * rng.normal(size=3))[:, None]], 1)
+    return unproject_depth_map_to_point_map(
+        r["depth"].astype(np.float32), E.astype(np.float32), r["intrinsic"].astype(np.float32)
+    )
+
+
+def test_known_geometry_consistent_lowest_in_both_modes(small_lpips):
+    """Rendered scenes, oracle geometry: the consistent video scores below its warped, flickering
+    and texture-swapped copies with either points source. With the exact point map the two modes
+    coincide (own points land on own pixels, full coverage); with a point map that disagrees with
+    the cameras only the point-head score rises."""
+    table = {}
     for seed in range(5):
         r = render_video(seed, num_frames=8, height=64, width=64)
-        proc = VideoProcessor(OraclePredictor(r["depth"], r["extrinsic"], r["intrinsic"]), lpips=small_lpips)
-        base = proc.score_frames(r["frames"])
-        assert base["coverage"] == 1.0 and base["num_points"] == 8 * 64 * 64
-        assert base["mse"] < 0.006, base  # resampling noise only (median |error| ~4/255)
-        row = {"consistent": base["consistency_score"], "consistent_mse": base["mse"]}
-        for name, frames in _corruptions(r, seed).items():
-            s = proc.score_frames(frames)
-            row[name] = s["consistency_score"]
-            assert s["consistency_score"] > base["consistency_score"], (seed, name, s, base)
-            assert s["mse"] > base["mse"]
-        assert base["motion_norm"] > 0.05
-        rows[seed] = row
-    print("\nknown geometry (consistency_score):", json.dumps(rows, indent=1))
+        corrupted = _corruptions(r, seed)
+        for label, mode, points in (
+            ("depth", "depth", None),
+            ("point_head", "point_head", None),
+            ("point_head, disagreeing point map", "point_head", _disagreeing_point_map(r, seed)),
+        ):
+            oracle = OraclePredictor(r["depth"], r["extrinsic"], r["intrinsic"], world_points=points)
+            proc = VideoProcessor(oracle, lpips=small_lpips, points_source=mode)
+            base = proc.score_frames(r["frames"])
+            row = {"consistent": base["consistency_score"]}
+            for name, frames in corrupted.items():
+                s = proc.score_frames(frames)
+                row[name] = s["consistency_score"]
+                assert s["consistency_score"] > base["consistency_score"], (seed, label, name, s, base)
+                assert s["mse"] > base["mse"]
+            if points is None:
+                assert base["coverage"] == 1.0 and base["num_points"] == 8 * 64 * 64
+                assert base["mse"] < 0.006, base  # resampling noise only (median |error| ~4/255)
+            assert base["motion_norm"] > 0.05 and base["motion_norm_released"] > 0.05
+            table.setdefault(label, {})[seed] = row
+        for name in table["depth"][seed]:
+            assert table["point_head"][seed][name] == pytest.approx(table["depth"][seed][name], rel=1e-5)
+            if name == "consistent":
+                disagreeing = table["point_head, disagreeing point map"][seed][name]
+                assert disagreeing > 1.3 * table["depth"][seed][name]
+    print("\nknown geometry, consistency_score (consistent / warp / flicker / texture_swap):")
+    for label, rows in table.items():
+        for seed, row in rows.items():
+            print(f"  {label:34s} scene {seed}: " + " / ".join(f"{v:.4f}" for v in row.values()))
+
+
+def test_point_map_disagreeing_with_cameras_moves_point_head_score_only(small_lpips):
+    r = render_video(4, num_frames=6, height=48, width=48)
+    bad = _disagreeing_point_map(r, 4, deg=1.0, trans=0.05)
+
+    def score(mode, points):
+        oracle = OraclePredictor(r["depth"], r["extrinsic"], r["intrinsic"], world_points=points)
+        return VideoProcessor(oracle, lpips=small_lpips, points_source=mode).score_frames(r["frames"])
+
+    depth_good, depth_bad = score("depth", None), score("depth", bad)
+    head_good, head_bad = score("point_head", None), score("point_head", bad)
+    for k in ("consistency_score", "mse", "lpips", "coverage", "num_points"):
+        assert depth_bad[k] == depth_good[k], k  # the depth mode never reads the point map
+    assert head_good["consistency_score"] == pytest.approx(depth_good["consistency_score"], rel=1e-5)
+    assert head_bad["consistency_score"] > 1.5 * head_good["consistency_score"]
+    assert head_bad["coverage"] < 1.0  # own points no longer land on every own pixel
+    # without a point map the point-head mode refuses to score
+    arrays = (r["depth"], np.ones_like(r["depth"]), r["extrinsic"], r["intrinsic"])
+    plain = GeometryPrediction(*(torch.as_tensor(x, dtype=torch.float32) for x in arrays))
+    with pytest.raises(ValueError, match="point map"):
+        build_point_cloud(frames_to_tensor(r["frames"]), plain, points_source="point_head")
+    with pytest.raises(ValueError, match="points_source"):
+        VideoProcessor(OraclePredictor(r["depth"], r["extrinsic"], r["intrinsic"]), points_source="points")
 
 
 def test_single_frame_scores_exactly_zero(small_lpips):
@@ -214,14 +286,24 @@ def test_holes_and_masking_modes(small_lpips):
     r = render_video(2, num_frames=4, height=32, width=32)
     conf = np.random.default_rng(0).uniform(1, 2, r["depth"].shape)
     pred = OraclePredictor(r["depth"], r["extrinsic"], r["intrinsic"], depth_conf=conf)
-    masked = VideoProcessor(pred, lpips=small_lpips, conf_thres=80).score_frames(r["frames"])
-    black = VideoProcessor(pred, lpips=small_lpips, conf_thres=80, mask_uncovered=False).score_frames(
-        r["frames"]
-    )
-    assert masked["num_points"] == black["num_points"] < 4 * 32 * 32 * 0.25
+    frames = r["frames"]
+    masked = VideoProcessor(pred, lpips=small_lpips, conf_thres=80, points_source="depth")
+    masked = masked.score_frames(frames)
+    black = VideoProcessor(pred, lpips=small_lpips, conf_thres=80).score_frames(frames)  # point_head
+    assert masked["num_points"] == black["num_points"] == math.ceil(4 * 32 * 32 * 0.2)
     assert 0 < masked["coverage"] < 1 and masked["coverage"] == black["coverage"]
     assert black["mse"] > masked["mse"]  # black holes count in the released-code mode
-    nolp = VideoProcessor(pred, lpips=None, conf_thres=80).score_frames(r["frames"])
+    # the same cloud (exact point map) with black holes in the depth mode gives the same numbers
+    depth_black = VideoProcessor(pred, lpips=small_lpips, conf_thres=80, points_source="depth",
+                                 mask_uncovered=False).score_frames(frames)  # fmt: skip
+    assert depth_black["mse"] == pytest.approx(black["mse"], rel=1e-6)
+    assert depth_black["lpips"] == pytest.approx(black["lpips"], rel=1e-5)
+    # released mode by hand: every pixel, holes black
+    points, colors, _ = build_point_cloud(frames_to_tensor(frames), pred.prediction, 80)
+    rep = reproject_points(points, colors, pred.prediction.extrinsic, pred.prediction.intrinsic, 32, 32)
+    by_hand = float(((rep["image"] - frames_to_tensor(frames)) ** 2).mean())
+    assert black["mse"] == pytest.approx(by_hand, rel=1e-6)
+    nolp = VideoProcessor(pred, lpips=None, conf_thres=80, points_source="depth").score_frames(frames)
     assert nolp["lpips"] is None and nolp["consistency_score"] == nolp["mse"] == masked["mse"]
 
 
@@ -262,6 +344,25 @@ def test_save_visuals(small_lpips, tmp_path):
     np.testing.assert_array_equal(rec["b"], v["colors"][:, 2])
 
 
+def test_save_visuals_at_video_size_with_subsampled_cloud(small_lpips, tmp_path):
+    """Visuals at the video's own size (area-averaged), PLY subsampled with a stated, seeded rule."""
+    r = render_video(5, num_frames=3, height=32, width=32)
+    proc = VideoProcessor(OraclePredictor(r["depth"], r["extrinsic"], r["intrinsic"]), lpips=small_lpips)
+    res = proc.score_frames(r["frames"], return_visuals=True)
+    res["source_size"] = 16  # what score_video sets for a 16 px video scored at 32 px
+    out = save_visuals(res, tmp_path / "vis", max_points=500, seed=3)
+    assert read_video_frames(out["video"]).shape == (3, 16, 32, 3)
+    png = np.asarray(Image.open(tmp_path / "vis" / "reproj_001.png"))
+    want = np.asarray(Image.fromarray(res["visuals"]["reprojected"][1]).resize((16, 16), Image.BOX))
+    np.testing.assert_array_equal(png, want)
+    head, body = out["ply"].read_bytes().split(b"end_header\n", 1)
+    n = res["visuals"]["points"].shape[0]
+    assert b"comment VideoGPA: 500 of %d points" % n in head and b"element vertex 500\n" in head
+    rec = np.frombuffer(body, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "u1", 3)])
+    keep = np.sort(np.random.default_rng(3).choice(n, 500, replace=False))
+    np.testing.assert_array_equal(rec["x"], res["visuals"]["points"][keep, 0])
+
+
 # ---- tiny VGGT on real videos (done-when 3) ----------------------------------------------------------
 
 
@@ -286,9 +387,11 @@ def test_vggt_predictor_autocast_dtype_follows_device_capability(monkeypatch):
 
 def test_tiny_vggt_scores_real_videos_finite_and_reproducible(small_lpips):
     pred = VGGTPredictor(str(VGGT_WEIGHTS), device="cpu", config=str(VGGT_CONFIG))
-    assert pred.autocast_dtype is None  # fp32 on CPU
-    proc = VideoProcessor(pred, lpips=small_lpips, num_frames=10, image_size=112)
-    keys = ("consistency_score", "mse", "lpips", "motion_norm", "coverage", "num_points")
+    assert pred.autocast_dtype is None and pred.has_point_map  # fp32 on CPU, point head kept
+    # the fixture's random point head collapses to one point off-screen: score the depth head here
+    proc = VideoProcessor(pred, lpips=small_lpips, num_frames=10, image_size=112, points_source="depth")
+    keys = ("consistency_score", "mse", "lpips", "motion_norm", "motion_norm_released", "coverage",
+            "num_points")  # fmt: skip
     for video in VIDEOS:
         a = proc.score_video(video)
         b = proc.score_video(video)
@@ -300,3 +403,42 @@ def test_tiny_vggt_scores_real_videos_finite_and_reproducible(small_lpips):
         assert set(a["timings"]) >= {"decode", "predict", "reproject", "metrics", "total"}
     with pytest.raises(ValueError, match="multiples of 14"):
         pred.predict(torch.zeros(2, 3, 50, 56))
+
+
+def test_tiny_vggt_point_head_mode_uses_the_point_map(small_lpips):
+    """point_head mode (the default, the released reward) reprojects exactly VGGT's world_points
+    (conf_thres 0 keeps them all) with black holes; the depth mode builds another cloud; without a
+    point head it refuses. Tiny seeded VGGT of vggt/tiny.py (the demo's), real video."""
+    from utils.video_utils import sample_uniform_frames
+    from vggt.tiny import build_tiny_vggt
+
+    frames = sample_uniform_frames(VIDEOS[0], n_frames=6, size=56)
+    pred = VGGTPredictor(build_tiny_vggt(seed=0), device="cpu")
+    proc = VideoProcessor(pred, lpips=small_lpips)
+    assert proc.points_source == "point_head" and proc.mask_uncovered is False
+    head = proc.score_frames(frames, return_visuals=True)
+    assert proc.score_frames(frames)["consistency_score"] == head["consistency_score"]  # reproducible
+    depth = VideoProcessor(pred, lpips=small_lpips, points_source="depth")
+    depth = depth.score_frames(frames, return_visuals=True)
+    with torch.no_grad():
+        out = pred.model(frames_to_tensor(frames))
+    world = out["world_points"][0].reshape(-1, 3).numpy()
+    np.testing.assert_array_equal(head["visuals"]["points"], world)
+    assert not np.allclose(depth["visuals"]["points"], world, atol=1e-3)
+    assert 0 < head["coverage"] < depth["coverage"] == 1.0
+    assert math.isfinite(head["consistency_score"])
+    assert head["consistency_score"] != depth["consistency_score"]
+    # black holes count: the MSE is over every pixel of the reprojection, by hand
+    rep = head["visuals"]["reprojected"].astype(np.float64) / 255
+    assert head["mse"] == pytest.approx(((rep - frames.astype(np.float64) / 255) ** 2).mean(), abs=2e-3)
+    # the released motion definition, by hand from the predicted extrinsics
+    E = head["visuals"]["extrinsic"].astype(np.float64)
+    t = E[:, :, 3]
+    dR = E[1:, :, :3] @ E[:-1, :, :3].transpose(0, 2, 1)
+    ang = np.arccos(np.clip((np.trace(dR, axis1=1, axis2=2) - 1) / 2, -1, 1))
+    want = np.linalg.norm(t[1:] - t[:-1], axis=1).mean() + 0.1 * ang.mean()
+    assert head["motion_norm_released"] == pytest.approx(want, rel=1e-5)
+    no_head = VGGTPredictor(str(VGGT_WEIGHTS), device="cpu", config=str(VGGT_CONFIG), drop_point_head=True)
+    assert not no_head.has_point_map
+    with pytest.raises(ValueError, match="point map"):
+        VideoProcessor(no_head)

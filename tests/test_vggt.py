@@ -245,6 +245,8 @@ def test_load_vggt_hub_file_fallbacks(tmp_path, monkeypatch, golden):
     pt = tmp_path / "model.pt"
     torch.save(load_file(str(WEIGHTS)), pt)
     calls = []
+    # the repo counts as cached (utils/hub.py checks that first); the file fallbacks come after
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo_id, filename, **kw: str(pt))
 
     def offline_only_pt(repo_id, filename, **kwargs):
         calls.append(filename)

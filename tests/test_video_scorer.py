@@ -18,7 +18,7 @@ from utils.video_utils import write_video
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures"
 CARPHONE = FIX / "videos" / "carphone_pristine.mp4"
-SCORES = ("consistency_score", "motion_norm", "mse", "lpips", "coverage")
+SCORES = ("consistency_score", "motion_norm", "motion_norm_released", "mse", "lpips", "coverage")
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,8 @@ def _args(w, inp, out, *extra):
         "--vggt_config", str(FIX / "vggt" / "vggt_tiny_config.json"),
         "--image_size", "56", "--num_frames", "4", "--devices", "cpu", "--no_progress",
         "--lpips_vgg_weights", str(w["lpips"][0]), "--lpips_lin_weights", str(w["lpips"][1]),
+        # the fixture VGGT's random point head lands off-screen; test_point_head_default scores it
+        "--points_source", "depth",
         *extra,
     ]  # fmt: skip
 
@@ -185,6 +187,43 @@ def test_settings_mismatch_refuses_to_mix(workdir, capsys):
     assert json.loads(out.read_text())["consistency_scorer"]["conf_thres"] == 10.0
 
 
+def test_point_head_default_recorded_and_resume_with_other_source_refused(workdir, capsys, monkeypatch):
+    """POINTS_SOURCE defaults to the released reward (VGGT kept with its point head, the point map
+    reprojected, black holes counted); the settings say so; another source refuses to resume into
+    the same output. The tiny random point head collapses to one off-screen point, so its point
+    map is replaced by the tiny depth head's unprojection, 5 % farther out (a point map that
+    disagrees with the cameras)."""
+    from pipelines import process_video
+    from vggt.utils.geometry import unproject_depth_map_to_point_map
+
+    assert video_scorer.POINTS_SOURCE == "point_head"
+    real_predict = process_video.VGGTPredictor.predict
+    seen = {}
+
+    def predict(self, images):
+        g = real_predict(self, images)
+        seen["point_map_from_vggt"] = g.world_points is not None
+        g.world_points = 1.05 * unproject_depth_map_to_point_map(g.depth, g.extrinsic, g.intrinsic)
+        return g
+
+    monkeypatch.setattr(process_video.VGGTPredictor, "predict", predict)
+    d = workdir["dir"]
+    inp = _write(d / "ph_in.json", {"groups": _good_groups(1)})
+    out = d / "ph_out.json"
+    args = _args(workdir, inp, out)
+    del args[args.index("--points_source") : args.index("--points_source") + 2]  # the default
+    assert video_scorer.main(args) == 0
+    assert seen["point_map_from_vggt"]  # the point head was kept
+    res = json.loads(out.read_text())
+    assert res["consistency_scorer"]["points_source"] == "point_head"
+    for v in res["groups"][0]["videos"]:
+        _assert_scored(v)
+        assert 0 < v["coverage"] < 1  # holes: black and counted
+    assert video_scorer.main([*args, "--points_source", "depth"]) == 2
+    err = capsys.readouterr().err
+    assert "different settings" in err and "points_source" in err
+
+
 # ---- LPIPS availability -----------------------------------------------------------------------------
 
 
@@ -288,3 +327,106 @@ def test_script_and_module_entry_points(workdir, tmp_path):
     cmd = [sys.executable, "-m", "train_dpo.video_scorer", "--help"]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--lpips_vgg_weights" in r.stdout and "--no_lpips" in r.stdout
+
+
+# ---- fewer frames than asked, nothing scored, launcher shards (issue 10) -------------------------------
+
+
+def test_fewer_frames_than_asked_uses_all_with_one_warning(workdir, capsys, caplog):
+    d = workdir["dir"]
+    inp = _write(d / "short_in.json", {"groups": _good_groups(1)})
+    out = d / "short_out.json"
+    args = _args(workdir, inp, out)
+    args[args.index("--num_frames") + 1] = "10"  # the videos have 6 frames
+    with caplog.at_level("WARNING", logger="video_scorer"):
+        assert video_scorer.main(args) == 0
+    videos = json.loads(out.read_text())["groups"][0]["videos"]
+    for v in videos:
+        _assert_scored(v)
+        assert v["num_frames_used"] == 6
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "2 video(s) have fewer than --num_frames 10" in warnings[0]
+
+
+def test_nothing_scored_exits_1_and_prints_the_first_error(workdir, capsys):
+    d = workdir["dir"]
+    groups = [{"group_id": "bad", "videos": [{"video_path": "videos/empty.mp4"}, {"video_path": "videos/text.mp4"}]}]
+    inp = _write(d / "none_in.json", {"groups": groups})
+    assert video_scorer.main(_args(workdir, inp, d / "none_out.json")) == 1
+    err = capsys.readouterr().err
+    assert "none of the 2 video(s) could be scored" in err and "empty.mp4" in err and "empty (0 bytes)" in err
+    assert video_scorer.main(_args(workdir, inp, d / "none_out.json")) == 1  # a re-run says the same
+
+
+@pytest.mark.parametrize("env", [{"RANK": "1", "WORLD_SIZE": "2"},
+                                 {"SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "2", "SLURM_NTASKS": "2"}])
+def test_shard_defaults_come_from_the_launcher(workdir, monkeypatch, env):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    d = workdir["dir"]
+    inp = _write(d / "env_in.json", {"groups": _good_groups(2)})
+    out = d / f"env_out_{len(env)}.json"
+    assert video_scorer.main(_args(workdir, inp, out)) == 0
+    shard = json.loads(video_scorer.shard_output_path(out, 1, 2).read_text())
+    assert [g["group_id"] for g in shard["groups"]] == ["g1"] and not out.exists()
+
+
+# ---- extra metric: epipolar, and pairs picked by it (issue 11, arm dpo_epipolar) -----------------------
+
+
+def test_epipolar_extra_metric_recorded_resumed_and_picks_pairs(workdir, capsys):
+    """At 56 px the three renders give an epipolar error with a skipped pair (good0), none at all
+    (good1: every pair has < 20 SIFT matches -> null) and a smaller one (good2): the pair by
+    epipolar is good2 over good0, good1 counts as missing, not as a winner."""
+    from metrics.epipolar import epipolar_error
+    from train_dpo.dataset import PairSelectionConfig, select_preference_pairs
+    from utils.video_utils import sample_uniform_frames
+
+    assert video_scorer.EXTRA_METRICS == ()
+    d = workdir["dir"]
+    videos = [{"video_path": f"videos/good{i}.mp4", "seed": i} for i in range(3)]
+    group = {"group_id": "e", "prompt": "p", "videos": videos}
+    inp = _write(d / "epi_in.json", {"groups": [group]})
+    out = d / "epi_out.json"
+    assert video_scorer.main(_args(workdir, inp, out, "--extra_metrics", "epipolar")) == 0
+    res = json.loads(out.read_text())
+    assert res["consistency_scorer"]["extra_metrics"] == ["epipolar"]
+    videos = res["groups"][0]["videos"]
+    for v in videos:  # the scorer's sampled frames (4 at 56 px) through metrics.epipolar, recomputed here
+        _assert_scored(v)
+        want = epipolar_error(sample_uniform_frames(d / v["video_path"], n_frames=4, size=56))
+        assert v["epipolar_pairs_skipped"] == want.pairs_skipped
+        assert v["epipolar"] == (want.mean_sampson if math.isfinite(want.mean_sampson) else None)
+    assert [v["epipolar_pairs_skipped"] for v in videos] == [1, 3, 1] and videos[1]["epipolar"] is None
+    assert videos[2]["epipolar"] < videos[0]["epipolar"]
+
+    cfg = PairSelectionConfig(metric_name="epipolar", metric_mode="min", min_gap=0.01,
+                              motion_threshold=None, require_latents=False)  # fmt: skip
+    pairs, stats = select_preference_pairs(res, cfg)
+    assert len(pairs) == 1 and stats["videos_no_metric"] == 1
+    assert (pairs[0].winner["seed"], pairs[0].loser["seed"]) == (2, 0)
+    assert pairs[0].metric_w == videos[2]["epipolar"]
+
+    capsys.readouterr()
+    assert video_scorer.main(_args(workdir, inp, out, "--extra_metrics", "epipolar")) == 0
+    assert "scored 0, skipped 3" in capsys.readouterr().out and json.loads(out.read_text()) == res
+    assert video_scorer.main(_args(workdir, inp, out)) == 2  # resume without the extra metric: refused
+    err = capsys.readouterr().err
+    assert "different settings" in err and "extra_metrics" in err
+    # an output of the scorer before extra metrics existed (no such setting) resumes without them
+    old = json.loads(out.read_text())
+    del old["consistency_scorer"]["extra_metrics"]
+    for v in old["groups"][0]["videos"]:
+        del v["epipolar"], v["epipolar_pairs_skipped"]
+    out.write_text(json.dumps(old))
+    assert video_scorer.main(_args(workdir, inp, out)) == 0
+    assert "scored 0, skipped 3" in capsys.readouterr().out
+    assert not any("epipolar" in v for v in json.loads(out.read_text())["groups"][0]["videos"])
+
+
+def test_unknown_extra_metric_exits_2(workdir, capsys):
+    with pytest.raises(SystemExit) as e:
+        video_scorer.main(["--extra_metrics", "epipolr"])
+    assert e.value.code == 2 and "epipolr" in capsys.readouterr().err

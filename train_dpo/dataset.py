@@ -6,7 +6,8 @@ latent encoder)::
     {"groups": [{"group_id": "...", "prompt": "...", "image_path": "...",     # image_path: I2V only
                  "condition_path": "latents/<group>/condition.safetensors",
                  "videos": [{"video_path": "...", "seed": 0,
-                             "consistency_score": 0.41, "motion_norm": 0.02, "mse": ..., "lpips": ...,
+                             "consistency_score": 0.41, "motion_norm": 0.02, "motion_norm_released": 0.03,
+                             "mse": ..., "lpips": ...,
                              "coverage": ..., "latent_path": "latents/<group>/....safetensors"},
                             {"video_path": "...", "seed": 1, "error": "cannot read video ..."}]}]}
 
@@ -15,17 +16,27 @@ All paths are relative to a base path (absolute paths are used as they are).
 Pair selection (VideoGPA, arXiv 2601.23286, Sec. 3.3: one winner/loser pair per prompt, the best
 and the worst candidate by geometry consistency), applied per group in this order:
 
-1. videos are dropped when they carry ``"error"`` or lack the metric (``no_metric``), lack a
-   ``latent_path`` (``no_latent``), or have ``motion_norm < motion_threshold`` (``low_motion``:
-   near-static videos are trivially "consistent"; a video without ``motion_norm`` is dropped too
-   when a motion threshold is set);
+1. videos are dropped when they carry ``"error"`` or lack the metric (``no_metric``: absent, null
+   or NaN, e.g. an ``epipolar`` error with every frame pair skipped), lack a
+   ``latent_path`` (``no_latent``), or have ``video[motion_metric] < motion_threshold``
+   (``low_motion``: near-static videos are trivially "consistent"; a video without the motion key
+   is dropped too when a motion threshold is set, with a warning). ``motion_metric`` defaults to
+   ``"motion_norm_released"`` (raw extrinsic translations, the released filter); ``"motion_norm"``
+   measures camera-centre displacement (see :mod:`metrics.consistency`);
 2. the group is dropped when fewer than 2 videos remain (``too_few_videos``);
 3. winner = best, loser = worst by ``metric_name`` under ``metric_mode`` (``"min"``: lower is
-   better, the default for the reprojection-error-like ``consistency_score``; ``"max"``: higher is
-   better). Ties keep the earlier video as winner and the later one as loser;
+   better, the default for the reprojection-error-like ``consistency_score`` and for the scorer's
+   optional ``epipolar``; ``"max"``: higher is better; any numeric video key can be named). Ties
+   keep the earlier video as winner and the later one as loser;
 4. the group is dropped when ``|m_w - m_l| < min_gap`` (``min_gap``);
 5. the group is dropped when the winner is not good enough: ``m_w > metric_threshold`` in min
-   mode, ``m_w < metric_threshold`` in max mode (``metric_threshold``).
+   mode, ``m_w < metric_threshold`` in max mode (``metric_threshold``; None, the default, skips
+   this rule: the released trainer defines ``metric_threshold = 0.8`` but never passes it to its
+   dataset, ``train_dpo/*/03_train.py:main_train`` -> ``DPODataset(...)``, so the released run
+   had no threshold).
+
+Defaults reproduce the released selection (upstream ``train_dpo/dataset.py:DPODataset``
+``_create_preference_pairs`` with ``min_gap=0.05``, ``motion_threshold=0.001`` from the trainers).
 
 ``select_preference_pairs`` returns the pairs and the drop counts per rule (also logged).
 """
@@ -60,6 +71,7 @@ __all__ = [
 ]
 
 METRIC_MODES = ("min", "max")
+MOTION_METRICS = ("motion_norm_released", "motion_norm")  # video keys written by the scorer
 
 
 @dataclass
@@ -70,8 +82,11 @@ class PairSelectionConfig:
         metric_name: video key holding the score (``"consistency_score"``).
         metric_mode: ``"min"`` (lower is better) or ``"max"``.
         min_gap: required ``|m_w - m_l|`` (>= 0).
-        metric_threshold: winner must satisfy ``m_w <= threshold`` (min) / ``>=`` (max); None: off.
-        motion_threshold: videos with ``motion_norm < threshold`` are dropped; None: off.
+        metric_threshold: winner must satisfy ``m_w <= threshold`` (min) / ``>=`` (max); None: off
+            (the released run).
+        motion_threshold: videos with ``video[motion_metric] < threshold`` are dropped; None: off.
+        motion_metric: video key of the camera motion: ``"motion_norm_released"`` (released) or
+            ``"motion_norm"`` (camera centres).
         require_latents: drop videos without ``latent_path`` (True for training; False lets the
             encoder or a report select pairs from a scored-only JSON).
     """
@@ -79,8 +94,9 @@ class PairSelectionConfig:
     metric_name: str = "consistency_score"
     metric_mode: str = "min"
     min_gap: float = 0.05
-    metric_threshold: float | None = 0.8
+    metric_threshold: float | None = None
     motion_threshold: float | None = 0.001
+    motion_metric: str = "motion_norm_released"
     require_latents: bool = True
 
     def __post_init__(self):
@@ -88,6 +104,8 @@ class PairSelectionConfig:
             raise ValueError(f"metric_mode must be one of {METRIC_MODES}, got {self.metric_mode!r}")
         if self.min_gap < 0:
             raise ValueError(f"min_gap must be >= 0, got {self.min_gap}")
+        if self.motion_metric not in MOTION_METRICS:
+            raise ValueError(f"motion_metric must be one of {MOTION_METRICS}, got {self.motion_metric!r}")
 
 
 @dataclass
@@ -157,6 +175,7 @@ def select_preference_pairs(
         "videos_low_motion": 0,
     }
     pairs: list[PreferencePair] = []
+    no_motion_key = 0
     sign = 1.0 if cfg.metric_mode == "min" else -1.0
     for gi, group in enumerate(groups):
         videos = group.get("videos") or []
@@ -174,9 +193,10 @@ def select_preference_pairs(
                 stats["videos_no_latent"] += 1
                 continue
             if cfg.motion_threshold is not None:
-                motion = _as_float(video.get("motion_norm"))
+                motion = _as_float(video.get(cfg.motion_metric))
                 if motion is None or motion < cfg.motion_threshold:
                     stats["videos_low_motion"] += 1
+                    no_motion_key += motion is None
                     continue
             kept.append((m, vi, video))
         gid = str(group.get("group_id", gi))
@@ -205,14 +225,19 @@ def select_preference_pairs(
             )
         )
     stats["pairs"] = len(pairs)
+    if no_motion_key:
+        logger.warning(
+            "%d video(s) have no %r and were dropped by the motion filter (scored by an older scorer? "
+            "re-score, or choose another motion_metric)", no_motion_key, cfg.motion_metric,
+        )  # fmt: skip
     logger.info(
         "preference pairs: %d of %d groups (dropped: %d too few usable videos, %d gap < %s, "
         "%d winner beyond threshold %s; videos dropped: %d error, %d no %s, %d no latents, "
-        "%d motion < %s)",
+        "%d %s < %s)",
         stats["pairs"], stats["groups_total"], stats["dropped_too_few_videos"], stats["dropped_min_gap"],
         cfg.min_gap, stats["dropped_metric_threshold"], cfg.metric_threshold, stats["videos_error"],
         stats["videos_no_metric"], cfg.metric_name, stats["videos_no_latent"], stats["videos_low_motion"],
-        cfg.motion_threshold,
+        cfg.motion_metric, cfg.motion_threshold,
     )  # fmt: skip
     return pairs, stats
 
@@ -380,7 +405,11 @@ def load_preference_datasets(
     data = read_json(json_path)
     pairs, stats = select_preference_pairs(data, cfg)
     if not pairs:
-        raise ValueError(f"no preference pairs in {json_path} after filtering: {stats}")
+        hint, scored = "", stats["videos_total"] - stats["videos_error"]
+        if scored and stats["videos_no_metric"] == scored:
+            hint = (f"; no video has a finite {cfg.metric_name!r} (misspelled METRIC_NAME, or a metric the "
+                    "scorer did not compute: train_dpo/video_scorer.py --extra_metrics)")  # fmt: skip
+        raise ValueError(f"no preference pairs in {json_path} after filtering: {stats}{hint}")
     if base_path is None:
         base_path = default_base_path(json_path, data)
     train, val = split_pairs_by_group(pairs, val_fraction, split_seed)

@@ -141,6 +141,9 @@ def load_encode_pipeline(
     """
     from diffusers import CogVideoXTransformer3DModel, DiffusionPipeline
 
+    from utils.hub import check_hub_model
+
+    check_hub_model(base_model, ("model_index.json",), "CogVideoX model", "--base_model")
     dev = torch.device(device) if device is not None else _resolve_device_dtype(None, None)[0]
     if dtype is None:
         dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -151,7 +154,9 @@ def load_encode_pipeline(
     )
     if vae_slicing:
         pipe.vae.enable_slicing()
-    if vae_tiling:
+    from generate.common import _vae_tiling_is_exact
+
+    if vae_tiling and _vae_tiling_is_exact(pipe.vae):  # not for tiny VAEs (wrong latent size)
         pipe.vae.enable_tiling()
     for m in (pipe.vae, pipe.text_encoder):
         m.eval().requires_grad_(False)
@@ -552,19 +557,27 @@ def run_encode_cli(argv=None, defaults: dict[str, Any] | None = None, descriptio
     """
     from utils.io_utils import JSONInputError
 
+    from utils.launcher import launch_info
+    from utils.log_filters import quiet_expected_messages
+
     args = build_encode_argparser(defaults, description).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_expected_messages()
     missing = [k for k in ("base_model", "input_json", "output_json") if not getattr(args, k)]
     if missing:
         logger.error("missing required settings: %s", ", ".join(missing))
         return 2
+    launch = launch_info()
+    if launch.num_shards > 1:  # every task would encode everything into the same JSON
+        logger.error("encoding is not sharded: run it as one task, not under %s with %d tasks",
+                     launch.source, launch.num_shards)
+        return 2
     cfg = EncodeConfig(**{f.name: getattr(args, f.name) for f in fields(EncodeConfig)})
     try:
         stats = encode_dataset(cfg)
-    except (JSONInputError, ValueError) as e:
+    except (JSONInputError, ValueError, FileNotFoundError) as e:
         logger.error("%s", e)
         return 2
-    print({k: v for k, v in stats.items()})
     return 0
 
 

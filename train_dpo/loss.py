@@ -40,6 +40,12 @@ CogVideoX fine-tuning scripts use (``x0_pred - x0 = -sqrt(1 - abar_t) * (v_pred 
 Options: ``label_smoothing = eps`` gives the conservative DPO loss
 ``-(1 - eps) log sigma(z) - eps log sigma(-z)`` (Mitchell, 2023, "A note on DPO with noisy
 preferences"); ``loss_type="hinge"`` gives ``relu(1 - z)`` (SLiC-style hinge on the same logits).
+
+Supervised fine-tuning (SFT, the paper's ablation): :func:`sft_loss` trains on the winners only
+with the plain v-prediction loss ``mean_B e_w`` (no loser, no reference), as the diffusers
+CogVideoX LoRA fine-tuning does (``examples/cogvideo/train_cogvideox_lora.py``: MSE between the
+model output and ``scheduler.get_velocity``, there in x0 form with weight ``1 / (1 - abar_t)``,
+which is the same quantity, see above).
 """
 
 from __future__ import annotations
@@ -49,7 +55,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DPOLossOutput", "per_sample_mse", "diffusion_dpo_loss", "diffusion_dpo_loss_from_errors"]
+__all__ = [
+    "DPOLossOutput",
+    "SFTLossOutput",
+    "per_sample_mse",
+    "diffusion_dpo_loss",
+    "diffusion_dpo_loss_from_errors",
+    "sft_loss",
+]
 
 LOSS_TYPES = ("sigmoid", "hinge")
 
@@ -60,6 +73,8 @@ class DPOLossOutput:
 
     Attributes:
         loss: scalar, mean over the batch (the value to back-propagate).
+        losses: ``[B]`` per-pair loss of the chosen ``loss_type`` / ``label_smoothing``
+            (``loss = losses.mean()``).
         logits: ``[B]`` ``beta * ((e_ref_w - e_w) - (e_ref_l - e_l))`` (= reward margin per pair).
         reward_margin: scalar, ``logits.mean()`` (detached).
         accuracy: scalar in [0, 1], fraction of pairs with ``logits > 0`` (detached).
@@ -69,6 +84,7 @@ class DPOLossOutput:
     """
 
     loss: torch.Tensor
+    losses: torch.Tensor
     logits: torch.Tensor
     reward_margin: torch.Tensor
     accuracy: torch.Tensor
@@ -165,6 +181,7 @@ def diffusion_dpo_loss_from_errors(
         margin = logits.detach().mean()
     return DPOLossOutput(
         loss=losses.mean(),
+        losses=losses,
         logits=logits,
         reward_margin=margin,
         accuracy=accuracy,
@@ -211,3 +228,37 @@ def diffusion_dpo_loss(
         label_smoothing=label_smoothing,
         loss_type=loss_type,
     )
+
+
+@dataclass
+class SFTLossOutput:
+    """Result of :func:`sft_loss`. Tensors are float32.
+
+    Attributes:
+        loss: scalar ``err_w.mean()`` (the value to back-propagate).
+        err_w: ``[B]`` policy v-prediction errors on the winners (keeps the graph).
+    """
+
+    loss: torch.Tensor
+    err_w: torch.Tensor
+
+    def metrics(self) -> dict[str, float]:
+        """Plain floats for logging: ``sft_loss`` and the batch-mean winner error ``err_w``."""
+        return {"sft_loss": float(self.loss.detach()), "err_w": float(self.err_w.detach().mean())}
+
+
+def sft_loss(pred_w: torch.Tensor, target_w: torch.Tensor) -> SFTLossOutput:
+    """Supervised v-prediction loss on the winners (SFT baseline of the DPO objective).
+
+    Args:
+        pred_w: policy (LoRA on) v-predictions ``[B, F, C, H, W]`` of the winners, any float dtype.
+        target_w: v-targets ``scheduler.get_velocity(x0_w, noise, t)``, same shape.
+
+    Returns:
+        :class:`SFTLossOutput` with ``loss = mean_B mean_{F,C,H,W} (pred_w - target_w)^2`` (float32).
+
+    Raises:
+        ValueError: shapes differ (see :func:`per_sample_mse`).
+    """
+    err_w = per_sample_mse(pred_w, target_w)
+    return SFTLossOutput(loss=err_w.mean(), err_w=err_w)

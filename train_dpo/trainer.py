@@ -29,6 +29,11 @@ batch axis) of the LoRA policy and one batched forward of the reference, which i
 transformer with the adapter switched off (``with peft_model.disable_adapter():`` under
 ``no_grad``), so the base weights exist once in memory. Loss: :mod:`train_dpo.loss`.
 
+``objective="sft"`` (the paper's ablation) trains the same LoRA on the winner of each selected pair
+only, with the plain v-prediction loss (:func:`train_dpo.loss.sft_loss`): one forward of the winners,
+no reference pass. Validation runs the DPO evaluation for either objective, so the held-out implicit
+accuracy and reward margin of the two arms compare; its ``loss`` is the trained objective's.
+
 Checkpoints hold only what is trained: PEFT adapter folders (``checkpoint-{step}/`` every
 ``checkpoint_every`` optimiser steps and ``final_lora/``, the released format, via
 ``utils.lora.save_lora_adapter``) and a resumable Lightning checkpoint
@@ -53,11 +58,14 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from train_dpo.dataset import PairSelectionConfig, load_preference_datasets
-from train_dpo.loss import DPOLossOutput, diffusion_dpo_loss
+from train_dpo.dataset import MOTION_METRICS, PairSelectionConfig, load_preference_datasets
+from train_dpo.loss import DPOLossOutput, SFTLossOutput, diffusion_dpo_loss, sft_loss
+from train_dpo.resumable_loader import ResumableDataLoader
 from utils.io_utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
+
+OBJECTIVES = ("dpo", "sft")  # Diffusion-DPO on pairs; supervised v-prediction on the winners
 
 __all__ = [
     "DPOTrainConfig",
@@ -67,6 +75,10 @@ __all__ = [
     "VideoDPOModule",
     "DPOCheckpointCallback",
     "check_batch_fits_model",
+    "check_objective",
+    "OBJECTIVES",
+    "resolve_num_devices",
+    "resolve_grad_accum",
     "TrainResult",
     "load_base_components",
     "train",
@@ -83,18 +95,25 @@ __all__ = [
 
 @dataclass
 class DPOTrainConfig:
-    """Everything one DPO run needs. Defaults are the released VideoGPA training settings
-    (CogVideoX-5B T2V; the I2V script uses batch size 2 and no accumulation).
+    """Everything one DPO run needs. Defaults are the released VideoGPA training settings of
+    CogVideoX-5B T2V (upstream ``train_dpo/CogVideoX-5B_lora/03_train.py:DEFAULT_CONFIG``; the
+    per-model scripts set the others: I2V batch size 2, CogVideoX1.5 1,500 steps and weight decay
+    1e-3).
 
     Data: ``train_json`` is the encoded JSON of ``02_encode.py``; paths in it are relative to
     ``base_path`` (None: the JSON's folder, joined with its ``"video_root"`` when present).
     Pair selection: see :mod:`train_dpo.dataset`. Optimiser: AdamW on the LoRA weights only, cosine
-    schedule with ``warmup_steps`` linear warm-up over ``max_steps`` optimiser steps; the effective
-    batch is ``batch_size x grad_accum x devices x num_nodes`` pairs. ``precision`` None:
+    schedule with ``warmup_steps`` linear warm-up over ``max_steps`` optimiser steps.
+    Batch: ``global_batch`` pairs per optimiser step = ``batch_size`` (per device) x devices x
+    ``num_nodes`` x gradient accumulation; the accumulation is derived from it
+    (:func:`resolve_grad_accum`; the released run: 8 GPUs x 1 x 2 = 16, I2V 8 x 2 x 1) unless
+    ``grad_accum`` is given. ``precision`` None:
     ``"bf16-mixed"`` on CUDA (base weights stored in bf16, LoRA weights in fp32), ``"32-true"`` on
     CPU. ``devices``: int, list or ``"auto"``; DDP is used when more than one device or node.
     ``resume``: None, ``"auto"`` (``output_dir/lightning/last.ckpt`` if present) or a ``.ckpt`` path.
     ``loggers``: any of ``"csv"``, ``"tensorboard"``, ``"wandb"`` (W&B only when installed).
+    ``objective``: ``"dpo"`` (Diffusion-DPO) or ``"sft"`` (winners only, v-prediction MSE; ``beta``,
+    ``label_smoothing`` and ``loss_type`` then only shape the validation's DPO diagnostics).
     """
 
     base_model: str = ""
@@ -105,11 +124,13 @@ class DPOTrainConfig:
     metric_name: str = "consistency_score"
     metric_mode: str = "min"
     min_gap: float = 0.05
-    metric_threshold: float | None = 0.8
+    metric_threshold: float | None = None
     motion_threshold: float | None = 0.001
+    motion_metric: str = "motion_norm_released"
     val_fraction: float = 0.02
     split_seed: int = 0
     # objective
+    objective: str = "dpo"
     beta: float = 1.0
     label_smoothing: float = 0.0
     loss_type: str = "sigmoid"
@@ -117,10 +138,11 @@ class DPOTrainConfig:
     learning_rate: float = 5e-6
     max_steps: int = 10000
     warmup_steps: int = 500
+    global_batch: int | None = 16
     batch_size: int = 1
-    grad_accum: int = 2
+    grad_accum: int | None = None
     max_grad_norm: float = 1.0
-    # AdamW as in the released VideoGPA training (torch.optim.AdamW defaults)
+    # AdamW as in the released VideoGPA training (torch.optim.AdamW defaults; CogVideoX1.5: 1e-3 decay)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_weight_decay: float = 0.01
@@ -159,7 +181,14 @@ class DPOTrainConfig:
             min_gap=self.min_gap,
             metric_threshold=self.metric_threshold,
             motion_threshold=self.motion_threshold,
+            motion_metric=self.motion_metric,
         )
+
+
+def check_objective(objective: str) -> None:
+    """Raises ValueError naming ``objective`` unless it is one of :data:`OBJECTIVES`."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
 
 
 def _use_cuda(cfg: DPOTrainConfig) -> bool:
@@ -356,6 +385,9 @@ def load_base_components(base_model: str | os.PathLike, dtype: torch.dtype = tor
     """
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 
+    from utils.hub import check_hub_model
+
+    check_hub_model(base_model, ("model_index.json",), "CogVideoX model", "--base_model")
     transformer = CogVideoXTransformer3DModel.from_pretrained(
         str(base_model), subfolder="transformer", torch_dtype=dtype
     )
@@ -386,6 +418,7 @@ class VideoDPOModule(pl.LightningModule):
         super().__init__()
         from peft import get_peft_model
 
+        check_objective(cfg.objective)
         from utils.lora import make_lora_config
 
         self.cfg = cfg
@@ -406,6 +439,7 @@ class VideoDPOModule(pl.LightningModule):
         self.strict_loading = False  # checkpoints carry only the LoRA weights
         self._rotary_cache: dict = {}
         self._train_gen: torch.Generator | None = None
+        self._micro_step, self._micro = -1, 0
         self._val_buf: list[torch.Tensor] = []
         self.val_history: list[dict[str, float]] = []
         self.save_hyperparameters({"config": _jsonable(asdict(cfg))})
@@ -435,35 +469,56 @@ class VideoDPOModule(pl.LightningModule):
                 return self.transformer(**inputs, return_dict=False)[0]
         return self.transformer(**inputs, return_dict=False)[0]
 
-    # ---- one DPO evaluation -------------------------------------------------------------------
-    def dpo_step(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> DPOLossOutput:
-        """Noise winner and loser alike, one batched reference pass, one batched policy pass, DPO loss.
+    # ---- one DPO / SFT evaluation -------------------------------------------------------------
+    def noised_inputs(
+        self, batch: dict[str, Any], keys: Sequence[str], generator: torch.Generator | None = None
+    ) -> tuple[dict[str, Any], torch.Tensor]:
+        """Noise the latents ``batch[k]`` for ``k`` in ``keys``, all with one shared draw.
 
-        ``generator`` (CPU) draws the noise and the timesteps (reproducible across devices).
+        ``generator`` (CPU) draws the noise ``[B, F', C, H, W]`` first, then the timesteps ``[B]``
+        (``t ~ U{0, ..., T-1}``); every latent of a sample gets the same noise and ``t``.
+
+        Returns:
+            ``(inputs, target)``: transformer inputs of the ``len(keys) * B`` latents concatenated
+            on the batch axis (in ``keys`` order, frames padded for CogVideoX1.5) and their float32
+            v-targets ``[len(keys) * B, F', C, H, W]``.
+
+        Raises:
+            ValueError: I2V model and the batch has no ``image_latents``.
         """
-        lat_w, lat_l = batch["latents_w"], batch["latents_l"]
-        p_t = self.transformer_config.patch_size_t
-        x0 = pad_latent_frames(torch.cat([lat_w, lat_l], dim=0).float(), p_t)
-        b = lat_w.shape[0]
+        k = len(keys)
+        x0 = pad_latent_frames(torch.cat([batch[key] for key in keys], dim=0).float(),
+                               self.transformer_config.patch_size_t)  # fmt: skip
+        b = batch[keys[0]].shape[0]
         noise = torch.randn(x0[:b].shape, generator=generator, dtype=torch.float32).to(x0.device)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=generator)
-        noise, t = torch.cat([noise, noise], dim=0), torch.cat([t, t], dim=0).to(x0.device)
+        noise, t = torch.cat([noise] * k, dim=0), torch.cat([t] * k, dim=0).to(x0.device)
         noisy = self.scheduler.add_noise(x0, noise, t)
         target = self.scheduler.get_velocity(x0, noise, t)
-        prompt = batch["prompt_embeds"]
-        prompt = torch.cat([prompt, prompt], dim=0).float()
+        prompt = torch.cat([batch["prompt_embeds"]] * k, dim=0).float()
         image = batch.get("image_latents")
         if self.is_i2v and image is None:
             raise ValueError("I2V model: the batch has no image_latents (encode with the I2V 02_encode.py)")
         if image is not None:
-            image = torch.cat([image, image], dim=0).float()
-        inputs = self.build_transformer_inputs(noisy, t, prompt, image)
+            image = torch.cat([image] * k, dim=0).float()
+        return self.build_transformer_inputs(noisy, t, prompt, image), target
+
+    def dpo_step(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> DPOLossOutput:
+        """Noise winner and loser alike, one batched reference pass, one batched policy pass, DPO loss."""
+        inputs, target = self.noised_inputs(batch, ("latents_w", "latents_l"), generator)
+        b = batch["latents_w"].shape[0]
         ref = self(inputs, reference=True)
         pred = self(inputs)
         return diffusion_dpo_loss(
             pred[:b], pred[b:], ref[:b], ref[b:], target[:b], target[b:],
             beta=self.cfg.beta, label_smoothing=self.cfg.label_smoothing, loss_type=self.cfg.loss_type,
         )  # fmt: skip
+
+    def sft_step(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> SFTLossOutput:
+        """One policy pass on the winners, v-prediction MSE (no loser, no reference). With the same
+        ``generator`` state the winners get the noise and timesteps :meth:`dpo_step` gives them."""
+        inputs, target = self.noised_inputs(batch, ("latents_w",), generator)
+        return sft_loss(self(inputs), target)
 
     # ---- Lightning hooks ----------------------------------------------------------------------
     def on_train_start(self) -> None:
@@ -473,30 +528,42 @@ class VideoDPOModule(pl.LightningModule):
         self._train_gen = torch.Generator().manual_seed(seed)
 
     def training_step(self, batch, batch_idx):
-        if self._train_gen is None:
-            self.on_train_start()
-        out = self.dpo_step(batch, self._train_gen)
+        # noise and timesteps of each micro-batch are a function of (seed, rank, optimiser step,
+        # micro-batch within the step), so a run resumed from last.ckpt draws what an
+        # uninterrupted run would have drawn
+        step = int(self.global_step)
+        self._micro = self._micro + 1 if self._micro_step == step else 0
+        self._micro_step = step
+        seed = int(self.cfg.seed) * 1_000_003 + 7919 * int(self.global_rank) + 104_729 * step + self._micro
+        self._train_gen = torch.Generator().manual_seed(seed)
+        sft = self.cfg.objective == "sft"
+        out = self.sft_step(batch, self._train_gen) if sft else self.dpo_step(batch, self._train_gen)
         bsz = batch["latents_w"].shape[0]
         metrics = {f"train/{k}": v for k, v in out.metrics().items()}
         sched = self.lr_schedulers()
         if sched is not None:
             metrics["train/lr"] = float(sched.get_last_lr()[0])
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=bsz)
-        self.log("train/acc", out.accuracy, on_step=True, prog_bar=True, logger=False, batch_size=bsz)
+        bar = ("sft_loss", out.loss) if sft else ("train/acc", out.accuracy)  # progress bar only
+        self.log(*bar, on_step=True, prog_bar=True, logger=False, batch_size=bsz)
         return out.loss
 
     def validation_step(self, batch, batch_idx):
+        # the DPO evaluation for either objective; the SFT loss is its winner error (same draw)
         gen = torch.Generator().manual_seed(int(self.cfg.seed) * 7_368_787 + 104_729 + int(batch_idx))
         out = self.dpo_step(batch, gen)
         bsz = batch["latents_w"].shape[0]
+        metrics = out.metrics()
+        losses = out.losses
+        if self.cfg.objective == "sft":
+            metrics = {"sft_loss": float(out.err_w.mean()), "dpo_loss": metrics.pop("loss"), **metrics}
+            losses = out.err_w
         self.log_dict(
-            {f"val/{k}": v for k, v in out.metrics().items()},
+            {f"val/{k}": v for k, v in metrics.items()},
             on_step=False, on_epoch=True, batch_size=bsz, sync_dist=True,
         )  # fmt: skip
-        self._val_buf.append(
-            torch.stack([out.logits.detach().float(), out.loss.detach().float().expand_as(out.logits)], 1)
-        )
-        return out.loss
+        self._val_buf.append(torch.stack([out.logits.detach().float(), losses.detach().float()], 1))
+        return losses.mean()
 
     def on_validation_epoch_start(self) -> None:
         self._val_buf = []
@@ -507,13 +574,13 @@ class VideoDPOModule(pl.LightningModule):
         buf = torch.cat(self._val_buf, 0)
         if self.trainer is not None and self.trainer.world_size > 1:
             buf = self.all_gather(buf).reshape(-1, 2)
-        logits = buf[:, 0]
+        logits, losses = buf[:, 0], buf[:, 1]
         entry = {
             "step": int(self.global_step),
             "val_pairs": int(logits.numel()),
             "accuracy": float((logits > 0).float().mean()),
             "reward_margin": float(logits.mean()),
-            "loss": float(-torch.nn.functional.logsigmoid(logits).mean()),
+            "loss": float(losses.mean()),  # the trained objective's (DPO: sigmoid/hinge, smoothing)
         }
         self.val_history.append(entry)
         self._val_buf = []
@@ -670,18 +737,88 @@ def _make_loggers(cfg: DPOTrainConfig, out: Path):
     return loggers or False
 
 
-def _strategy(cfg: DPOTrainConfig):
+def resolve_num_devices(devices: Any, accelerator: str = "auto") -> int:
+    """How many training processes per node Lightning starts for ``devices``.
+
+    Args:
+        devices: as ``pl.Trainer(devices=...)``: ``"auto"``, an int (``-1``: every GPU), a list of
+            GPU indices, or a string of one of these (``"2"``, ``"0,1,2"``).
+        accelerator: ``"auto"``/``"gpu"``/``"cuda"`` use CUDA when available; otherwise CPU.
+
+    Returns:
+        int >= 1: the list length, the int, or for ``"auto"``/``-1`` the visible CUDA devices
+        (CUDA in use) or 1 (CPU).
+
+    Raises:
+        ValueError: 0 or a negative count other than -1, or an unparsable string.
+    """
+    use_cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "auto":
+            return max(1, torch.cuda.device_count()) if use_cuda else 1
+        if "," in text:
+            return len([x for x in text.split(",") if x.strip()])
+        try:
+            devices = int(text)
+        except ValueError:
+            raise ValueError(f"devices must be 'auto', an int or a list like 0,1; got {devices!r}") from None
+    if isinstance(devices, (list, tuple)):
+        if not devices:
+            raise ValueError("devices is an empty list")
+        return len(devices)
+    n = int(devices)
+    if n == -1:
+        return max(1, torch.cuda.device_count()) if use_cuda else 1
+    if n < 1:
+        raise ValueError(f"devices must be >= 1, -1 or 'auto'; got {devices!r}")
+    return n
+
+
+def resolve_grad_accum(cfg: DPOTrainConfig, num_devices: int) -> tuple[int, int]:
+    """Gradient accumulation and the resulting global batch (pairs per optimiser step).
+
+    ``cfg.grad_accum`` None: ``global_batch / (num_devices x num_nodes x batch_size)``, which must
+    divide. An explicit ``cfg.grad_accum`` is used as given, with a warning when it changes the
+    global batch. ``global_batch`` None and ``grad_accum`` None: accumulation 1.
+
+    Returns:
+        ``(grad_accum, global_batch)``.
+
+    Raises:
+        ValueError: batch size, accumulation or global batch < 1, or a global batch that the
+            processes x per-device batch do not divide (the message says what to change).
+    """
+    if cfg.batch_size < 1 or cfg.num_nodes < 1:
+        raise ValueError(f"batch_size and num_nodes must be >= 1, got {cfg.batch_size} and {cfg.num_nodes}")
+    per_step = num_devices * cfg.num_nodes * cfg.batch_size
+    how = f"{num_devices} device(s) x {cfg.num_nodes} node(s) x batch size {cfg.batch_size} = {per_step}"
+    if cfg.grad_accum is not None:
+        if cfg.grad_accum < 1:
+            raise ValueError(f"grad_accum must be >= 1, got {cfg.grad_accum}")
+        total = per_step * cfg.grad_accum
+        if cfg.global_batch is not None and total != cfg.global_batch:
+            logger.warning(
+                "--grad_accum %d overrides GLOBAL_BATCH %d: %s pairs per micro-step -> global batch %d",
+                cfg.grad_accum, cfg.global_batch, how, total,
+            )  # fmt: skip
+        return cfg.grad_accum, total
+    if cfg.global_batch is None:
+        return 1, per_step
+    if cfg.global_batch < 1:
+        raise ValueError(f"global_batch must be >= 1, got {cfg.global_batch}")
+    if cfg.global_batch % per_step:
+        raise ValueError(
+            f"global batch {cfg.global_batch} is not a multiple of {how} pairs per micro-step; "
+            "change --global_batch, --batch_size or the device count, or give --grad_accum explicitly"
+        )
+    return cfg.global_batch // per_step, cfg.global_batch
+
+
+def _strategy(cfg: DPOTrainConfig, num_devices: int):
     if cfg.strategy:
         return cfg.strategy
-    devices = cfg.devices
-    if isinstance(devices, str) and devices != "auto":
-        devices = int(devices) if devices.lstrip("-").isdigit() else devices
-    n = devices
-    if devices == "auto":
-        n = torch.cuda.device_count() if _use_cuda(cfg) else 1
-    elif isinstance(devices, (list, tuple)):
-        n = len(devices)
-    if (isinstance(n, int) and (n > 1 or n == -1)) or cfg.num_nodes > 1:
+    if num_devices > 1 or cfg.num_nodes > 1:
         from pytorch_lightning.strategies import DDPStrategy
 
         return DDPStrategy(find_unused_parameters=False)
@@ -731,7 +868,7 @@ def train(
     callbacks: Sequence[pl.Callback] | None = None,
     components: tuple | None = None,
 ) -> TrainResult:
-    """Run Diffusion-DPO LoRA training.
+    """Run Diffusion-DPO (or, with ``cfg.objective = "sft"``, supervised) LoRA training.
 
     Args:
         cfg: :class:`DPOTrainConfig`.
@@ -745,9 +882,16 @@ def train(
 
     Raises:
         JSONInputError: missing/malformed ``train_json``. ValueError: no preference pairs survive
-        the filters; bad settings. FileNotFoundError: ``resume`` path missing.
+        the filters; bad settings (an unknown ``objective``...). FileNotFoundError: ``resume`` path missing.
     """
     t0 = time.time()
+    check_objective(cfg.objective)
+    num_devices = resolve_num_devices(cfg.devices, cfg.accelerator)
+    grad_accum, global_batch = resolve_grad_accum(cfg, num_devices)  # before any slow loading
+    logger.info(
+        "global batch: %d pairs per optimiser step = %d device(s) x %d node(s) x batch size %d x "
+        "accumulation %d", global_batch, num_devices, cfg.num_nodes, cfg.batch_size, grad_accum,
+    )  # fmt: skip
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -783,13 +927,12 @@ def train(
     loader_kw = dict(
         num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, pin_memory=_use_cuda(cfg)
     )
-    train_dl = DataLoader(
-        train_ds,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        drop_last=len(train_ds) >= cfg.batch_size,
-        **loader_kw,
-    )
+    # single process: an order fixed by (seed, epoch) that resumes mid-epoch (train_dpo/resumable_loader.py)
+    distributed = _strategy(cfg, num_devices) != "auto"
+    train_dl = (DataLoader(train_ds, shuffle=True, batch_size=cfg.batch_size,
+                           drop_last=len(train_ds) >= cfg.batch_size, **loader_kw) if distributed else
+                ResumableDataLoader(train_ds, cfg.batch_size, cfg.seed,
+                                    drop_last=len(train_ds) >= cfg.batch_size, **loader_kw))  # fmt: skip
     val_dl = (
         DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, **loader_kw) if len(val_ds) else None
     )
@@ -798,14 +941,14 @@ def train(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
-        strategy=_strategy(cfg),
+        strategy=_strategy(cfg, num_devices),
         precision=precision,
         max_steps=cfg.max_steps,
         max_epochs=-1,
-        accumulate_grad_batches=cfg.grad_accum,
+        accumulate_grad_batches=grad_accum,
         gradient_clip_val=cfg.max_grad_norm if cfg.max_grad_norm and cfg.max_grad_norm > 0 else None,
         gradient_clip_algorithm="norm",
-        val_check_interval=max(1, val_every * cfg.grad_accum) if val_dl is not None else None,
+        val_check_interval=max(1, val_every * grad_accum) if val_dl is not None else None,
         check_val_every_n_epoch=None,
         limit_val_batches=cfg.limit_val_batches if val_dl is not None else 0,
         num_sanity_val_steps=0,
@@ -819,7 +962,10 @@ def train(
         use_distributed_sampler=True,
     )
     if trainer.is_global_zero:
-        info = {"config": _jsonable(asdict(cfg)), "data": _jsonable(stats), "precision": precision}
+        batch = {"global_batch": global_batch, "devices": num_devices, "num_nodes": cfg.num_nodes,
+                 "batch_size": cfg.batch_size, "grad_accum": grad_accum}  # fmt: skip
+        info = {"config": _jsonable(asdict(cfg)), "data": _jsonable(stats), "precision": precision,
+                "batch": batch}  # fmt: skip
         atomic_write_json(out / "train_config.json", info)
     trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl, ckpt_path=resume)
     if trainer.is_global_zero:
@@ -845,6 +991,10 @@ def _none_or_float(s: str):
     return None if str(s).lower() in ("none", "off", "") else float(s)
 
 
+def _none_or_int(s: str):
+    return None if str(s).lower() in ("none", "off", "auto", "") else int(s)
+
+
 def _devices(s: str):
     if s == "auto":
         return s
@@ -854,11 +1004,18 @@ def _devices(s: str):
 
 
 def build_train_argparser(defaults: dict[str, Any] | None = None, description: str | None = None):
-    """argparse parser over every :class:`DPOTrainConfig` field; ``defaults`` override the dataclass's."""
+    """argparse parser over every :class:`DPOTrainConfig` field; ``defaults`` override the dataclass's.
+
+    Raises:
+        ValueError: a key of ``defaults`` (a script constant, lower-cased) names no setting.
+    """
     d = {
         f.name: (f.default if f.default is not MISSING else f.default_factory())
         for f in fields(DPOTrainConfig)
     }
+    unknown = sorted(set(defaults or {}) - set(d))
+    if unknown:
+        raise ValueError(f"unknown training setting(s) {unknown} (misspelled script constant?)")
     d.update(defaults or {})
     p = argparse.ArgumentParser(description=description or "Diffusion-DPO LoRA training for CogVideoX.")
     a = p.add_argument
@@ -875,16 +1032,23 @@ def build_train_argparser(defaults: dict[str, Any] | None = None, description: s
     a("--min_gap", type=float, default=d["min_gap"])
     a("--metric_threshold", type=_none_or_float, default=d["metric_threshold"], help="'none' disables")
     a("--motion_threshold", type=_none_or_float, default=d["motion_threshold"], help="'none' disables")
+    a("--motion_metric", choices=MOTION_METRICS, default=d["motion_metric"],
+      help="video key the motion threshold applies to (motion_norm_released: released)")  # fmt: skip
     a("--val_fraction", type=float, default=d["val_fraction"])
     a("--split_seed", type=int, default=d["split_seed"])
+    a("--objective", choices=OBJECTIVES, default=d["objective"],
+      help="dpo: Diffusion-DPO on the pairs; sft: v-prediction MSE on the winners (ablation)")  # fmt: skip
     a("--beta", type=float, default=d["beta"], help="= Diffusion-DPO beta_dpo / 2")
     a("--label_smoothing", type=float, default=d["label_smoothing"])
     a("--loss_type", choices=("sigmoid", "hinge"), default=d["loss_type"])
     a("--learning_rate", "--lr", type=float, default=d["learning_rate"])
     a("--max_steps", type=int, default=d["max_steps"])
     a("--warmup_steps", type=int, default=d["warmup_steps"])
-    a("--batch_size", type=int, default=d["batch_size"])
-    a("--grad_accum", type=int, default=d["grad_accum"])
+    a("--global_batch", type=_none_or_int, default=d["global_batch"],
+      help="pairs per optimiser step over all devices and nodes; sets the accumulation")  # fmt: skip
+    a("--batch_size", type=int, default=d["batch_size"], help="pairs per device per micro-step")
+    a("--grad_accum", type=_none_or_int, default=d["grad_accum"],
+      help="explicit accumulation (overrides --global_batch; default: derived from it)")  # fmt: skip
     a("--max_grad_norm", type=float, default=d["max_grad_norm"])
     a("--adam_beta1", type=float, default=d["adam_beta1"])
     a("--adam_beta2", type=float, default=d["adam_beta2"])
@@ -934,8 +1098,11 @@ def run_train_cli(argv=None, defaults: dict[str, Any] | None = None, description
     """Parse ``argv`` over ``defaults`` and :func:`train`; returns 0, or 2 on bad input."""
     from utils.io_utils import JSONInputError
 
+    from utils.log_filters import quiet_expected_messages
+
     args = build_train_argparser(defaults, description).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_expected_messages()
     if not args.base_model or not args.train_json:
         logger.error("--base_model and --train_json are required")
         return 2

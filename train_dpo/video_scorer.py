@@ -11,10 +11,16 @@ Input JSON (``INPUT_JSON``; video paths relative to ``BASE_PATH``, absolute ones
                  "videos": [{"video_path": "x/seed0.mp4", "seed": 0}, ...]}, ...], ...}
 
 or a plain list of such groups. Output JSON (``OUTPUT_JSON``): the input with, per video,
-``consistency_score`` (mse + lpips, lower = more 3-D consistent), ``motion_norm``, ``mse``,
-``lpips`` (null with ``--no_lpips``), ``coverage``; or ``"error": "<message>"`` for a video that
-could not be scored (missing/corrupt file, too few frames, no ``video_path``...). Every other key
-is preserved; a top-level ``"consistency_scorer"`` object (dict inputs only) records the settings.
+``consistency_score`` (mse + lpips, lower = more 3-D consistent), ``motion_norm``,
+``motion_norm_released``, ``mse``, ``lpips`` (null with ``--no_lpips``), ``coverage``, ``num_frames_used``; or
+``"error": "<message>"`` for a video that could not be scored (missing/corrupt file, too few
+frames, no ``video_path``...). ``--extra_metrics epipolar`` adds ``epipolar`` (mean Sampson
+distance in pixels of SIFT matches of consecutive sampled frames, :mod:`metrics.epipolar`, as
+``evaluation/scoring.py`` computes it; null when every frame pair was skipped) and
+``epipolar_pairs_skipped``, so pairs can be built from it (``METRIC_NAME = "epipolar"``,
+``METRIC_MODE = "min"``: the paper's DPO-with-epipolar arm). Every other key
+is preserved; a top-level ``"consistency_scorer"`` object (dict inputs only) records the settings
+(including ``points_source``: ``POINTS_SOURCE = "point_head"`` is the released reward).
 
 Behaviour:
 * the output is rewritten atomically after every group, so an interrupted run loses at most the
@@ -26,14 +32,19 @@ Behaviour:
   than one), or independent shards (``--num_shards N --shard_index i`` each write
   ``<output>.shard<i>-of-<N>.json``; ``--merge`` joins them into the output);
 * ``--save_visuals DIR``: per video the reprojected frames (PNG), ``side_by_side.mp4`` (frame |
-  reprojection) and ``point_cloud.ply`` (binary little-endian: float x, y, z, uchar r, g, b);
+  reprojection), both at the video's own size, and ``point_cloud.ply`` (binary little-endian: float
+  x, y, z, uchar r, g, b; at most 200,000 points, a seeded random subsample, see
+  ``pipelines.process_video.save_visuals``);
 * LPIPS needs the VGG16 + LPIPS v0.1 weights (``--lpips_vgg_weights`` / ``--lpips_lin_weights``,
   env ``VIDEOGPA_LPIPS_VGG_WEIGHTS`` / ``VIDEOGPA_LPIPS_LIN_WEIGHTS``, or downloaded to the torch hub
   cache); when unavailable the run stops before scoring with instructions, unless ``--no_lpips``.
 
+A video with fewer decodable frames than ``NUM_FRAMES`` (but at least 2) is scored with all of its
+frames, recorded as ``num_frames_used``, with one warning per run naming how many videos.
+
 Exit codes: 0 done (individual video failures are recorded, not fatal); 2 bad input / settings
 (malformed or missing JSON, wrong structure, LPIPS weights unavailable, settings mismatch);
-1 a worker crashed. Run as ``python train_dpo/video_scorer.py`` or ``python -m train_dpo.video_scorer``.
+1 a worker crashed, or no video of the run could be scored (the first error is printed). Run as ``python train_dpo/video_scorer.py`` or ``python -m train_dpo.video_scorer``.
 """
 
 from __future__ import annotations
@@ -49,8 +60,13 @@ import argparse  # noqa: E402
 import copy  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import math  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Iterable  # noqa: E402
+
+from pipelines.geometry_models import DEFAULT_IMAGE_SIZE, GEOMETRY_MODELS, build_geometry_predictor  # noqa: E402
+from utils.launcher import SHARD_HELP, launch_info  # noqa: E402
+from utils.log_filters import quiet_expected_messages  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------
 # Configuration (every constant can be overridden on the command line)
@@ -60,16 +76,26 @@ OUTPUT_JSON = "outputs/candidates/groups_scored.json"  # same + scores
 BASE_PATH = None  # video paths are relative to this; None: the folder of INPUT_JSON
 NUM_FRAMES = 10  # frames sampled uniformly per video (first and last included)
 CONF_THRES = 0  # depth-confidence percentile filter in [0, 100); 0 keeps every point
+# "point_head": VGGT's point map reprojected with the camera head's cameras, black holes counted
+# (the released VideoGPA reward); "depth": depth head unprojected with the cameras, metrics on
+# covered pixels only. See pipelines/process_video.py.
+POINTS_SOURCE = "point_head"
+GEOMETRY_MODEL = "vggt"  # vggt (released training rewards) | da3 (Depth Anything 3, the released benchmark's)
 VGGT_MODEL = "facebook/VGGT-1B"  # hub id, local folder, or single weights file (+ VGGT_CONFIG)
 VGGT_CONFIG = None  # VGGT config (JSON path) for single-file VGGT_MODEL
-IMAGE_SIZE = 518  # square frame side fed to VGGT (multiple of 14)
+DA3_MODEL = "depth-anything/DA3-LARGE"  # hub id, local folder, or single weights file (+ DA3_CONFIG)
+DA3_CONFIG = None  # DA3 config (JSON path) for single-file DA3_MODEL
+IMAGE_SIZE = None  # square frame side fed to the geometry model (multiple of 14); None: 518 VGGT, 504 DA3
 DEVICES = None  # e.g. ["cuda:0", "cuda:1"]; None: every visible CUDA device, else ["cpu"]
 LPIPS_VGG_WEIGHTS = None  # None: $VIDEOGPA_LPIPS_VGG_WEIGHTS, else torchvision URL (hub cache)
 LPIPS_LIN_WEIGHTS = None  # None: $VIDEOGPA_LPIPS_LIN_WEIGHTS, else PerceptualSimilarity URL
 LPIPS_WEIGHT = 1.0  # consistency_score = mse + LPIPS_WEIGHT * lpips
 VISUALS_FPS = 2.0  # frame rate of the side-by-side visual mp4
+EXTRA_METRICS = ()  # more per-video metrics, any of EXTRA_METRIC_KEYS: ("epipolar",)
 
-SCORE_KEYS = ("consistency_score", "motion_norm", "mse", "lpips", "coverage")
+SCORE_KEYS = ("consistency_score", "motion_norm", "motion_norm_released", "mse", "lpips", "coverage", "num_frames_used")
+EXTRA_METRIC_KEYS = {"epipolar": ("epipolar", "epipolar_pairs_skipped")}  # metric -> video keys it writes
+_EXTRA_KEYS = tuple(k for keys in EXTRA_METRIC_KEYS.values() for k in keys)
 SETTINGS_KEY = "consistency_scorer"
 
 logger = logging.getLogger("video_scorer")
@@ -84,6 +110,7 @@ __all__ = [
     "shard_output_path",
     "merge_shards",
     "SCORE_KEYS",
+    "EXTRA_METRIC_KEYS",
 ]
 
 
@@ -111,16 +138,27 @@ def build_argparser() -> argparse.ArgumentParser:
     p.add_argument(
         "--conf_thres", type=float, default=CONF_THRES, help="confidence percentile filter [0, 100)"
     )
-    p.add_argument("--vggt_model", default=VGGT_MODEL, help="hub id, folder or weights file")
+    p.add_argument(
+        "--points_source", choices=("point_head", "depth"), default=POINTS_SOURCE,
+        help="point_head: the released reward (point map, black holes); depth: depth head, covered pixels",
+    )  # fmt: skip
+    p.add_argument("--geometry_model", choices=GEOMETRY_MODELS, default=GEOMETRY_MODEL,
+                   help="geometry backbone: vggt (VGGT-1B) or da3 (Depth Anything 3)")  # fmt: skip
+    p.add_argument("--vggt_model", default=VGGT_MODEL, help="VGGT: hub id, folder or weights file")
     p.add_argument("--vggt_config", default=VGGT_CONFIG, help="VGGT config JSON for a single weights file")
-    p.add_argument("--image_size", type=int, default=IMAGE_SIZE, help="square frame side (multiple of 14)")
+    p.add_argument("--da3_model", default=DA3_MODEL, help="DA3: hub id, folder or weights file")
+    p.add_argument("--da3_config", default=DA3_CONFIG, help="DA3 config JSON for a single weights file")
+    p.add_argument("--image_size", type=int, default=IMAGE_SIZE,
+                   help="square frame side (multiple of 14); default 518 for VGGT, 504 for DA3")  # fmt: skip
     p.add_argument(
         "--devices",
         default=",".join(DEVICES) if DEVICES else None,
         help="comma-separated devices, one worker each (default: all CUDA devices, else cpu)",
     )
-    p.add_argument("--num_shards", type=int, default=1, help="split the groups into N shards")
-    p.add_argument("--shard_index", type=int, default=0, help="which shard this process scores")
+    launch = launch_info()
+    p.add_argument("--num_shards", type=int, default=launch.num_shards,
+                   help=f"split the groups into N shards ({SHARD_HELP})")
+    p.add_argument("--shard_index", type=int, default=launch.shard_index, help="which shard this process scores")
     p.add_argument(
         "--merge",
         nargs="*",
@@ -142,6 +180,10 @@ def build_argparser() -> argparse.ArgumentParser:
     p.add_argument("--no_lpips", action="store_true", help="disable LPIPS (lpips = null, score = mse)")
     p.add_argument("--no_download", action="store_true", help="never download LPIPS weights")
     p.add_argument("--lpips_weight", type=float, default=LPIPS_WEIGHT)
+    p.add_argument(
+        "--extra_metrics", nargs="*", choices=tuple(EXTRA_METRIC_KEYS), default=list(EXTRA_METRICS),
+        help="more per-video metrics (epipolar: mean Sampson distance of the sampled frames, px)",
+    )  # fmt: skip
     p.add_argument("--retry_errors", action="store_true", help="re-score videos that have a recorded error")
     p.add_argument("--overwrite", action="store_true", help="ignore an existing output (score everything)")
     p.add_argument("--no_progress", action="store_true", help="no tqdm progress bar")
@@ -224,11 +266,25 @@ def _settings(args) -> dict[str, Any]:
     return {
         "num_frames": int(args.num_frames),
         "conf_thres": float(args.conf_thres),
+        "points_source": str(args.points_source),
         "image_size": int(args.image_size),
-        "vggt_model": str(args.vggt_model),
+        "geometry_model": str(args.geometry_model),
+        "geometry_weights": str(geometry_weights(args)),
         "lpips": not args.no_lpips,
         "lpips_weight": float(args.lpips_weight) if not args.no_lpips else None,
+        "extra_metrics": sorted(set(args.extra_metrics)),
     }
+
+
+def geometry_weights(args) -> str:
+    """The weights source of the selected geometry model (``--vggt_model`` or ``--da3_model``)."""
+    return args.da3_model if args.geometry_model == "da3" else args.vggt_model
+
+
+def resolve_image_size(args) -> None:
+    """Fill ``args.image_size`` None with the geometry model's size (518 VGGT, 504 DA3)."""
+    if args.image_size is None:
+        args.image_size = DEFAULT_IMAGE_SIZE[args.geometry_model]
 
 
 def _has_score(v: dict) -> bool:
@@ -236,15 +292,25 @@ def _has_score(v: dict) -> bool:
 
 
 def _apply(video: dict, result: dict) -> None:
-    """Write a score result (or error) into a video entry."""
+    """Write a score result (or error) into a video entry; extra-metric keys only when ``result`` has them."""
     if "error" in result:
-        for k in SCORE_KEYS:
+        for k in SCORE_KEYS + _EXTRA_KEYS:
             video.pop(k, None)
         video["error"] = result["error"]
     else:
         video.pop("error", None)
         for k in SCORE_KEYS:
             video[k] = result[k]
+        for k in _EXTRA_KEYS:  # not computed in this run: a stale value from the input goes
+            if k in result:
+                video[k] = result[k]
+            else:
+                video.pop(k, None)
+
+
+def _stored_result(video: dict) -> dict:
+    """The score keys of an already scored video entry (extra-metric keys only where recorded)."""
+    return {k: video.get(k) for k in SCORE_KEYS} | {k: video[k] for k in _EXTRA_KEYS if k in video}
 
 
 def _resolve_video(base: Path, video_path: str) -> Path:
@@ -279,7 +345,7 @@ def build_processor(args, device: str, lpips_module=None):
     import torch
 
     from metrics.lpips import load_lpips
-    from pipelines.process_video import VGGTPredictor, VideoProcessor
+    from pipelines.process_video import VideoProcessor
 
     lp = None
     if not args.no_lpips:
@@ -294,15 +360,25 @@ def build_processor(args, device: str, lpips_module=None):
             )
         )
         lp = lp.to(device)
-    predictor = VGGTPredictor(args.vggt_model, device=torch.device(device), config=args.vggt_config)
+    da3 = args.geometry_model == "da3"
+    predictor = build_geometry_predictor(
+        args.geometry_model, geometry_weights(args), device=torch.device(device),
+        config=args.da3_config if da3 else args.vggt_config, point_map=args.points_source == "point_head",
+    )  # fmt: skip
     return VideoProcessor(
-        predictor, lpips=lp, conf_thres=args.conf_thres, num_frames=args.num_frames,
-        image_size=args.image_size, lpips_weight=args.lpips_weight,
+        predictor, lpips=lp, conf_thres=args.conf_thres, points_source=args.points_source,
+        num_frames=args.num_frames, image_size=args.image_size, lpips_weight=args.lpips_weight,
     )  # fmt: skip
 
 
-def score_video_entry(processor, video: dict, base: Path, visuals_dir: str | None = None) -> dict[str, Any]:
+def score_video_entry(
+    processor, video: dict, base: Path, visuals_dir: str | None = None, extra_metrics: Iterable[str] = ()
+) -> dict[str, Any]:
     """Score one video entry; never raises for a bad video (only for KeyboardInterrupt etc.).
+
+    ``extra_metrics``: names of :data:`EXTRA_METRIC_KEYS`; ``"epipolar"`` adds ``epipolar`` (float
+    pixels, or None when every frame pair was skipped) and ``epipolar_pairs_skipped`` (int) from
+    :func:`metrics.epipolar.epipolar_error` on the sampled frames (uint8, ``image_size`` square).
 
     Returns:
         ``{score keys..., "seconds": float}`` or ``{"error": message, "seconds": float}``.
@@ -315,8 +391,16 @@ def score_video_entry(processor, video: dict, base: Path, visuals_dir: str | Non
         return {"error": f'"video_path" must be a string, got {type(vp).__name__}', "seconds": 0.0}
     path = _resolve_video(base, vp)
     try:
-        res = processor.score_video(path, return_visuals=visuals_dir is not None)
+        epipolar = "epipolar" in extra_metrics
+        res = processor.score_video(path, return_visuals=visuals_dir is not None or epipolar)
+        res["num_frames_used"] = res["num_frames"]  # fewer than --num_frames for a shorter video
         out = {k: res[k] for k in SCORE_KEYS}
+        if epipolar:
+            from metrics.epipolar import epipolar_error
+
+            epi = epipolar_error(res["visuals"]["frames"])
+            out["epipolar"] = epi.mean_sampson if math.isfinite(epi.mean_sampson) else None
+            out["epipolar_pairs_skipped"] = epi.pairs_skipped
         if visuals_dir is not None:
             from pipelines.process_video import save_visuals
 
@@ -355,7 +439,7 @@ def _worker(device: str, args_dict: dict, task_q, result_q) -> None:
             break
         gi, items = task
         for vi, video, base, vdir in items:
-            res = score_video_entry(processor, video, Path(base), vdir)
+            res = score_video_entry(processor, video, Path(base), vdir, args.extra_metrics)
             result_q.put(("video", gi, (vi, res)))
         result_q.put(("group_done", gi, device))
 
@@ -368,9 +452,13 @@ def _configure_logging(level: str) -> None:
 
 
 def _default_devices() -> list[str]:
+    """Every visible CUDA device (one worker each); under torchrun/srun only this process's GPU."""
     import torch
 
     if torch.cuda.is_available():
+        local = launch_info().local_rank
+        if local is not None:
+            return [f"cuda:{local % torch.cuda.device_count()}"]
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     return ["cpu"]
 
@@ -412,7 +500,7 @@ def merge_shards(
                 counts["missing"] += 1
                 continue
             if _has_score(r):
-                _apply(v, {key: r.get(key) for key in SCORE_KEYS})
+                _apply(v, _stored_result(r))
                 counts["scored"] += 1
             else:
                 _apply(v, {"error": r["error"]})
@@ -427,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (0 ok, 1 worker crash, 2 bad input/settings)."""
     args = build_argparser().parse_args(argv)
     _configure_logging(args.log_level)
+    quiet_expected_messages()
     from metrics.lpips import LPIPSWeightsError, load_lpips
     from utils.io_utils import JSONInputError, atomic_write_json
 
@@ -458,9 +547,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_frames < 2:
         print(f"error: --num_frames must be >= 2, got {args.num_frames}", file=sys.stderr)
         return 2
+    resolve_image_size(args)
     if args.image_size % 14:
         print(
-            f"error: --image_size must be a multiple of 14 (VGGT patch size), got {args.image_size}",
+            f"error: --image_size must be a multiple of 14 (the patch size), got {args.image_size}",
             file=sys.stderr,
         )
         return 2
@@ -501,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         psettings = pdata.get(SETTINGS_KEY) if isinstance(pdata, dict) else None
+        if psettings is not None:  # outputs written before extra metrics existed had none
+            psettings = {"extra_metrics": [], **psettings}
         if psettings is not None and psettings != settings:
             diff = {
                 k: (psettings.get(k), settings.get(k))
@@ -522,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
             n_total += 1
             prev = previous.get(keys[gi][vi])
             if prev is not None and _has_score(prev):
-                _apply(v, {k: prev.get(k) for k in SCORE_KEYS})
+                _apply(v, _stored_result(prev))
                 n_skipped += 1
                 continue
             if prev is not None and prev.get("error") and not args.retry_errors:
@@ -539,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     if n_todo == 0:
         atomic_write_json(out_path, out)
         _summary(stats, time.perf_counter() - t_run, out_path)
-        return 0
+        return _outcome(group_of, args.num_frames, out_path)
 
     devices = (
         [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else _default_devices()
@@ -587,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             for gi in sorted(todo):
                 for vi, video, b, vdir in todo[gi]:
-                    record(gi, vi, score_video_entry(processor, video, Path(b), vdir))
+                    record(gi, vi, score_video_entry(processor, video, Path(b), vdir, args.extra_metrics))
                 atomic_write_json(out_path, out)
         else:
             rc = _run_multi_device(args, devices, todo, record, lambda: atomic_write_json(out_path, out))
@@ -597,6 +689,22 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
     atomic_write_json(out_path, out)
     _summary(stats, time.perf_counter() - t_run, out_path)
+    return _outcome(group_of, args.num_frames, out_path)
+
+
+def _outcome(group_of: dict, num_frames: int, out_path: Path) -> int:
+    """Warn once about videos scored with fewer frames; exit code 1 when no video has a score."""
+    videos = [(g, v) for g in group_of.values() for v in g["videos"]]
+    short = [v for _, v in videos if _has_score(v) and (v.get("num_frames_used") or num_frames) < num_frames]
+    if short:
+        logger.warning("%d video(s) have fewer than --num_frames %d decodable frames and were scored with all of "
+                       "theirs (\"num_frames_used\" in %s), e.g. %s: %d frames", len(short), num_frames, out_path,
+                       short[0].get("video_path"), short[0]["num_frames_used"])  # fmt: skip
+    if videos and not any(_has_score(v) for _, v in videos):
+        g, v = next(((g, v) for g, v in videos if v.get("error")), videos[0])
+        print(f"error: none of the {len(videos)} video(s) could be scored; first error "
+              f"(group {g.get('group_id', '?')}, {v.get('video_path')}): {v.get('error')}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -648,10 +756,8 @@ def _run_multi_device(args, devices: list[str], todo: dict, record, write) -> in
 def _summary(stats: dict, wall: float, out_path: Path) -> None:
     n = stats["scored"] + stats["failed"]
     per = stats["seconds"] / n if n else 0.0
-    msg = (f"scored {stats['scored']}, skipped {stats['skipped']}, failed {stats['failed']}; "
-           f"{per:.2f} s/video, wall {wall:.1f} s; output {out_path}")  # fmt: skip
-    logger.info(msg)
-    print(msg)
+    print(f"scored {stats['scored']}, skipped {stats['skipped']}, failed {stats['failed']}; "
+          f"{per:.2f} s/video, wall {wall:.1f} s; output {out_path}")
 
 
 if __name__ == "__main__":

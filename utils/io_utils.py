@@ -10,6 +10,7 @@ half-written one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -20,6 +21,9 @@ from typing import Any
 __all__ = [
     "atomic_write_json",
     "atomic_write_bytes",
+    "make_temp_dir",
+    "apply_umask",
+    "current_umask",
     "read_json",
     "slugify",
     "JSONInputError",
@@ -30,16 +34,62 @@ class JSONInputError(ValueError):
     """A JSON input file is missing, unreadable or malformed. The message names the file."""
 
 
+def current_umask() -> int:
+    """The process's file-mode creation mask (e.g. ``0o022``), read without changing it.
+
+    Linux exposes it in ``/proc/self/status``; elsewhere it is read by setting and restoring it.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new, empty temporary folder in ``parent`` with the permissions of a normal ``mkdir``.
+
+    ``tempfile.mkdtemp`` creates folders with mode 0700 whatever the umask; a folder that is later
+    renamed into place (an adapter folder, a model folder) would stay private. This one gets
+    ``0o777 & ~umask`` (0755 under the usual umask 022). Used for every write-then-rename folder.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent))
+    os.chmod(tmp, 0o777 & ~current_umask())
+    return tmp
+
+
+def apply_umask(path: str | os.PathLike) -> None:
+    """Give ``path`` (a file, or a folder and everything in it) normal permissions under the umask.
+
+    For files written by libraries that create them private: ``safetensors``' ``save_file`` (and so
+    ``save_pretrained``) writes mode 0600. Files get ``0o666 & ~umask``, folders ``0o777 & ~umask``.
+    """
+    mask = current_umask()
+    path = Path(path)
+    items = [path] + (list(path.rglob("*")) if path.is_dir() else [])
+    for p in items:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename).
 
-    Parent folders are created. On any error the temporary file is removed and the previous
-    content of ``path`` (if any) is left untouched.
+    Parent folders are created. The file gets the permissions of a normally created file
+    (``0o666 & ~umask``, 0644 under the usual umask 022), not ``mkstemp``'s private 0600. On any
+    error the temporary file is removed and the previous content of ``path`` (if any) is left
+    untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -53,13 +103,29 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
+def _nan_to_null(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_null(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2, nan_as_null: bool = False) -> None:
     """Serialise ``obj`` as UTF-8 JSON and write it to ``path`` atomically.
+
+    ``nan_as_null=False`` writes NaN/Infinity as Python's ``json`` does (read back by Python, but not
+    valid JSON for other readers); True writes ``null`` for every non-finite float (strict JSON, for
+    reports such as ``summary.json`` and benchmark results).
 
     Raises:
         TypeError: ``obj`` is not JSON-serialisable (nothing is written in that case).
     """
-    data = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=True).encode("utf-8")
+    if nan_as_null:
+        obj = _nan_to_null(obj)
+    data = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=not nan_as_null).encode("utf-8")
     atomic_write_bytes(path, data + b"\n")
 
 

@@ -25,11 +25,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import torch
+
+from utils.io_utils import apply_umask, make_temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ __all__ = [
     "read_adapter_config",
     "validate_adapter_dir",
     "load_lora_adapter",
+    "set_lora_scale",
     "get_lora_state_dict",
     "save_lora_adapter",
 ]
@@ -305,13 +307,35 @@ def load_lora_adapter(
             f"{weights}: loading left {len(missing)} LoRA weight(s) unset and {len(unexpected)} unused, "
             f"e.g. {(missing + unexpected)[0]!r}"
         )
-    for m in model.modules():
-        if isinstance(m, LoraLayer):
-            m.set_scale(adapter_name, float(scale))
+    set_lora_scale(model, scale, adapter_name)
     if merge:
         _merge_and_unload(model, adapter_name)
     logger.info("loaded LoRA adapter %s (scale %g%s)", folder, scale, ", merged" if merge else "")
     return transformer
+
+
+def set_lora_scale(transformer: torch.nn.Module, scale: float, adapter_name: str = "videogpa") -> int:
+    """Set the multiplier of an applied (unmerged) adapter: the delta becomes ``scale * alpha / r * B @ A``.
+
+    Args:
+        transformer: a model carrying the adapter (see :func:`load_lora_adapter`).
+        scale: LoRA weight (0 = base model, 1 = the adapter as trained).
+        adapter_name: the adapter's name inside the model.
+    Returns:
+        how many LoRA layers were set.
+    Raises:
+        ValueError: the model has no LoRA layer of that adapter (e.g. it was merged).
+    """
+    from peft.tuners.lora import LoraLayer
+
+    n = 0
+    for m in _unwrap(transformer).modules():
+        if isinstance(m, LoraLayer) and adapter_name in m.scaling:
+            m.set_scale(adapter_name, float(scale))
+            n += 1
+    if n == 0:
+        raise ValueError(f"the model has no unmerged LoRA adapter named {adapter_name!r}")
+    return n
 
 
 def _merge_and_unload(model: torch.nn.Module, adapter_name: str) -> None:
@@ -408,7 +432,7 @@ def save_lora_adapter(
     state = get_lora_state_dict(model, adapter_name)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir.parent, prefix=f".{out_dir.name}.")
     old = None
     try:
         inference_mode = config.inference_mode
@@ -424,6 +448,7 @@ def save_lora_adapter(
         finally:
             config.inference_mode = inference_mode
         save_file(state, str(tmp / ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
+        apply_umask(tmp)  # safetensors writes 0600
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
             os.replace(out_dir, old)

@@ -11,18 +11,20 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
 from utils.io_utils import atomic_write_bytes, atomic_write_json
 
-__all__ = ["read_lightning_csv", "write_report"]
+__all__ = ["read_lightning_csv", "write_report", "plot_png"]
 
-# Curves drawn from the trainer's CSV log (``train_dpo/trainer.py`` logs these keys): (title, column).
+# Curves drawn from the trainer's CSV log (``train_dpo/trainer.py`` logs these keys):
+# (title, columns, y-axis label).
 CURVES = (
-    ("DPO loss", ("train/loss",)),
-    ("implicit reward accuracy", ("train/accuracy",)),
-    ("implicit reward margin", ("train/reward_margin",)),
+    ("DPO loss", ("train/loss",), "loss (ln 2 at step 0)"),
+    ("implicit reward accuracy", ("train/accuracy",), "fraction of pairs"),
+    ("implicit reward margin", ("train/reward_margin",), "reward(winner) - reward(loser)"),
 )
 
 
@@ -62,7 +64,8 @@ def _pick(series: dict, names) -> tuple[str, list] | None:
     return None
 
 
-def _plot_png(path: Path, draw) -> None:
+def plot_png(path: Path, draw) -> None:
+    """Draw a figure with ``draw(plt) -> Figure`` (headless Agg backend) and write it as PNG atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,46 +80,60 @@ def _plot_png(path: Path, draw) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _histogram(path: Path, scores: list[float], winners: list[float], losers: list[float]) -> None:
+def _histogram(path: Path, panels: dict[str, tuple[list[float], list[float], list[float]]]) -> None:
+    """One panel per label (t2v, i2v): all scores as bars, winners and losers outlined on the same
+    bin edges (shared by every panel), integer count ticks."""
+    import numpy as np
+
+    every = [x for scores, _, _ in panels.values() for x in scores]
+    edges = np.histogram_bin_edges(every if every else [0.0, 1.0], bins=max(5, min(30, len(every))))
+
     def draw(plt):
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        bins = max(5, min(30, len(scores)))
-        ax.hist(scores, bins=bins, color="0.7", label=f"all videos (n={len(scores)})")
-        if winners:
-            ax.hist(winners, bins=bins, histtype="step", lw=2, color="tab:green", label="winners")
-        if losers:
-            ax.hist(losers, bins=bins, histtype="step", lw=2, color="tab:red", label="losers")
-        ax.set_xlabel("consistency score (MSE + LPIPS, lower = more 3-D consistent)")
-        ax.set_ylabel("videos")
-        ax.legend(fontsize=8)
+        from matplotlib.ticker import MaxNLocator
+
+        fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 3.5),
+                                 squeeze=False, sharex=True)
+        for ax, (label, (scores, winners, losers)) in zip(axes[0], panels.items()):
+            ax.hist(scores, bins=edges, color="0.75", label=f"all videos (n={len(scores)})")
+            if winners:
+                ax.hist(winners, bins=edges, histtype="step", lw=2, color="tab:green", label="winners")
+            if losers:
+                ax.hist(losers, bins=edges, histtype="step", lw=2, color="tab:red", label="losers")
+            ax.set_title(label, fontsize=10)
+            ax.set_xlabel("consistency score (MSE + LPIPS, lower = more 3-D consistent)", fontsize=8)
+            ax.set_ylabel("videos")
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend(fontsize=8)
         return fig
 
-    _plot_png(path, draw)
+    plot_png(path, draw)
 
 
 def _curves(path: Path, runs: dict[str, dict]) -> dict[str, list[str]]:
     """Plot loss / accuracy / margin, one panel each, one line per run label; returns columns used."""
     panels = []
-    for title, names in CURVES:
+    for title, names, ylabel in CURVES:
         lines = [(label, *p) for label, series in runs.items() if (p := _pick(series, names))]
         if lines:
-            panels.append((title, lines))
+            panels.append((title, ylabel, lines))
     if not panels:
         return {}
 
     def draw(plt):
-        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3), squeeze=False)
-        for ax, (title, lines) in zip(axes[0], panels):
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
+        for ax, (title, ylabel, lines) in zip(axes[0], panels):
             for label, col, pts in lines:
                 ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", ms=3, label=label)
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("optimiser step")
+            ax.set_ylabel(ylabel, fontsize=9)
             ax.legend(fontsize=8)
+        fig.tight_layout()
         return fig
 
-    _plot_png(path, draw)
+    plot_png(path, draw)
     used: dict[str, list[str]] = {}
-    for _, lines in panels:
+    for _, _, lines in panels:
         for label, col, _ in lines:
             used.setdefault(label, []).append(col)
     return used
@@ -131,6 +148,10 @@ def write_report(
     metrics_csvs: dict[str, str | os.PathLike] | None = None,
     metric_name: str = "consistency_score",
     extra: dict | None = None,
+    pair_selection: dict[str, dict[str, Any]] | None = None,
+    commands: dict[str, list[str]] | None = None,
+    skipped: dict[str, str] | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Path]:
     """Write ``report.md``, ``report.json``, ``scores_hist.png`` and ``training_curves.png``.
 
@@ -144,6 +165,14 @@ def write_report(
         metrics_csvs: ``{run label: the trainer's Lightning metrics.csv}`` for the training curves
             (optional; one line per label in each panel).
         metric_name: the score that chose winners and losers.
+        extra: more top-level keys of ``report.json``.
+        pair_selection: ``{label: counts}`` of ``train_dpo.dataset.select_preference_pairs``.
+        commands: ``{stage: [script, args...]}``, the command line of every stage.
+        skipped: ``{stage: why}`` for stages a re-run skipped (their work was on disk).
+        notes: sentences shown at the top of ``report.md`` (e.g. that the models are random).
+
+    Groups are drawn in one histogram panel per ``group["mode"]`` (``"all"`` when absent).
+
     Returns:
         ``{"md", "json", "hist", "curves"}`` -> paths (``curves`` absent without training metrics).
     """
@@ -154,8 +183,10 @@ def write_report(
         role[(p["group_id"], p["winner"])] = "winner"
         role[(p["group_id"], p["loser"])] = "loser"
 
-    rows, scores, win_scores, lose_scores = [], [], [], []
+    rows, scores = [], []
+    panels: dict[str, tuple[list[float], list[float], list[float]]] = {}
     for g in groups:
+        panel = panels.setdefault(str(g.get("mode", "all")), ([], [], []))
         for v in g.get("videos", []):
             r = role.get((g.get("group_id"), v.get("video_path")), "")
             s = v.get(metric_name)
@@ -172,10 +203,11 @@ def write_report(
             })
             if _finite(s):
                 scores.append(s)
-                (win_scores if r == "winner" else lose_scores if r == "loser" else []).append(s)
+                panel[0].append(s)
+                (panel[1] if r == "winner" else panel[2] if r == "loser" else []).append(s)
 
     out = {"md": run_dir / "report.md", "json": run_dir / "report.json", "hist": run_dir / "scores_hist.png"}
-    _histogram(out["hist"], scores, win_scores, lose_scores)
+    _histogram(out["hist"], panels)
     runs = {label: read_lightning_csv(p) for label, p in (metrics_csvs or {}).items() if p}
     runs = {label: series for label, series in runs.items() if series}
     curve_cols = _curves(run_dir / "training_curves.png", runs) if runs else {}
@@ -195,6 +227,10 @@ def write_report(
         "training_curves": {label: {c: runs[label][c] for c in cols} for label, cols in curve_cols.items()},
         "paths": {k: str(v) if isinstance(v, Path) else v for k, v in paths.items()},
         "figures": {k: v.name for k, v in out.items() if k in ("hist", "curves")},
+        "pair_selection": pair_selection or {},
+        "commands": commands or {},
+        "skipped_stages": skipped or {},
+        "notes": notes or [],
     }
     if extra:
         report.update(extra)
@@ -204,11 +240,19 @@ def write_report(
         return f"{x:.{nd}f}" if _finite(x) else ("—" if x is None else str(x))
 
     md = ["# VideoGPA run report", ""]
+    md += [f"> {n}" for n in notes or []] + ([""] if notes else [])
     md += [f"- groups: {len(groups)}, videos: {len(rows)}, scored: {len(scores)}, preference pairs: {len(pairs)}",
            f"- score: `{metric_name}` (lower = more 3-D consistent)", ""]
     md += ["## Stage wall time", "", "| stage | seconds |", "|---|---:|"]
-    md += [f"| {k} | {v:.1f} |" for k, v in stage_times.items()]
+    md += [f"| {k} | {'skipped: ' + skipped[k] if k in (skipped or {}) else f'{v:.1f}'} |"
+           for k, v in stage_times.items()]
     md += [f"| **total** | **{sum(stage_times.values()):.1f}** |", ""]
+    if pair_selection:
+        keys = list(dict.fromkeys(k for counts in pair_selection.values() for k in counts))
+        md += ["## Pair selection", "", "| count | " + " | ".join(pair_selection) + " |",
+               "|---|" + "---:|" * len(pair_selection)]
+        md += [f"| {k} | " + " | ".join(str(c.get(k, "")) for c in pair_selection.values()) + " |" for k in keys]
+        md += [""]
     md += ["## Scores per group", "", f"| group | seed | role | {metric_name} | motion_norm | coverage | video |",
            "|---|---:|---|---:|---:|---:|---|"]
     for r in rows:
@@ -221,6 +265,10 @@ def write_report(
         md += [f"![training curves]({out['curves'].name})", ""]
     else:
         md += ["(no training metrics were logged, so no training curves)", ""]
+    if commands:
+        md += ["## Commands", "", "Every stage ran this script (from the repository root):", "", "```bash"]
+        md += [f"python {' '.join(shlex.quote(str(a)) for a in cmd)}" for cmd in commands.values()]
+        md += ["```", ""]
     md += ["## Files", ""]
     for k, v in report["paths"].items():
         if isinstance(v, (list, tuple)):

@@ -16,6 +16,7 @@ name                   mirrors                                 what makes it tha
                                                                channels, learned position table
 ``cogvideox1.5-t2v``   THUDM/CogVideoX1.5-5B                   ``patch_size_t`` 2, no patch bias
 ``vggt``               facebook/VGGT-1B                        config.json + model.safetensors
+``da3``                depth-anything/DA3-LARGE                config.json + model.safetensors
 =====================  ======================================  ===================================
 
 CLI::
@@ -39,9 +40,11 @@ from pathlib import Path
 
 import torch
 
+from utils.io_utils import apply_umask
+
 logger = logging.getLogger(__name__)
 
-TINY_NAMES = ("cogvideox-t2v", "cogvideox-i2v", "cogvideox1.5-t2v", "vggt")
+TINY_NAMES = ("cogvideox-t2v", "cogvideox-i2v", "cogvideox1.5-t2v", "vggt", "da3")
 DEFAULT_TINY_ROOT = Path(__file__).resolve().parent.parent / "checkpoints" / "tiny"
 
 # Sizes shared by the three tiny CogVideoX pipelines. Pixel frames F map to (F - 1) / 4 + 1 latent
@@ -269,6 +272,7 @@ def build_tiny_cogvideox(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
         (tmp / "pipe" / "tiny_model_info.json").write_text(
             json.dumps({"kind": kind, "seed": seed, "note": "tiny random model for tests"}, indent=2)
         )
+        apply_umask(tmp / "pipe")  # safetensors writes 0600
         if out_dir.exists():
             shutil.rmtree(out_dir)
         (tmp / "pipe").rename(out_dir)
@@ -284,6 +288,13 @@ def build_tiny_vggt(out_dir: str | Path, seed: int = 0) -> Path:
     return Path(write_tiny_vggt(out_dir, seed=seed))
 
 
+def build_tiny_da3(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a tiny Depth Anything 3 in the hub on-disk format (see ``depth_anything_3.tiny``)."""
+    from depth_anything_3.tiny import write_tiny_da3
+
+    return Path(write_tiny_da3(out_dir, seed=seed))
+
+
 def tiny_path(name: str, root: str | Path = DEFAULT_TINY_ROOT) -> Path:
     """Folder of tiny model ``name`` under ``root`` (not built; see :func:`ensure_tiny_models`)."""
     if name not in TINY_NAMES:
@@ -292,7 +303,7 @@ def tiny_path(name: str, root: str | Path = DEFAULT_TINY_ROOT) -> Path:
 
 
 def _is_complete(path: Path, name: str) -> bool:
-    if name == "vggt":
+    if name in ("vggt", "da3"):
         return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
     return (path / "model_index.json").is_file() and (path / "transformer" / "config.json").is_file()
 
@@ -308,6 +319,8 @@ def ensure_tiny_models(
             logger.info("building tiny model %s at %s", name, path)
             if name == "vggt":
                 build_tiny_vggt(path, seed=seed)
+            elif name == "da3":
+                build_tiny_da3(path, seed=seed)
             else:
                 build_tiny_cogvideox(name, path, seed=seed)
         out[name] = path

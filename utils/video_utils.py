@@ -47,6 +47,7 @@ __all__ = [
     "VideoInfo",
     "get_video_info",
     "count_frames",
+    "frame_size",
     "sample_frame_indices",
     "center_crop_resize",
     "read_video_frames",
@@ -227,6 +228,19 @@ def get_video_info(path: str | os.PathLike, allow_decode_errors: bool = False) -
     )
 
 
+def frame_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` in pixels of the first video stream, from its header (no decoding).
+
+    Raises:
+        VideoReadError: missing, empty or non-video file.
+    """
+    p = _check_file(path)
+    meta, it = _iter_frames(p)
+    it.close()
+    w, h = meta["size"]
+    return int(h), int(w)
+
+
 def sample_frame_indices(num_total: int, n: int) -> np.ndarray:
     """``n`` frame indices spread uniformly over ``[0, num_total - 1]``, first and last included.
 
@@ -307,6 +321,7 @@ def load_frames(
     resample: str = "bicubic",
     allow_decode_errors: bool = False,
     return_indices: bool = False,
+    min_frames: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Load ``n_frames`` uniformly spaced frames (or all), centre-cropped and resized to ``(height, width)``.
 
@@ -318,14 +333,16 @@ def load_frames(
         resample: PIL filter name for the resize.
         allow_decode_errors: accept a stream with decode errors and use its decodable frames.
         return_indices: also return the int64 frame indices used.
+        min_frames: accept a video with fewer than ``n_frames`` (but at least ``min_frames``)
+            decodable frames and return all of them; None: fewer than ``n_frames`` is an error.
 
     Returns:
-        uint8 numpy array ``[T, height, width, 3]`` RGB (``T = n_frames`` or the frame count), and
-        the indices ``[T]`` if ``return_indices``.
+        uint8 numpy array ``[T, height, width, 3]`` RGB (``T = n_frames``, or the frame count when
+        there are fewer and ``min_frames`` allows it), and the indices ``[T]`` if ``return_indices``.
 
     Raises:
         VideoReadError: missing/empty/non-video/truncated file, or fewer decodable frames than
-            ``n_frames``.
+            ``n_frames`` (than ``min_frames`` when given).
         ValueError: ``n_frames < 1``.
     """
     p = _check_file(path)
@@ -337,9 +354,10 @@ def load_frames(
     if n_frames is None:
         indices = np.arange(total, dtype=np.int64)
     else:
-        if total < int(n_frames):
-            raise VideoReadError(p, f"only {total} decodable frame(s), {int(n_frames)} requested")
-        indices = sample_frame_indices(total, int(n_frames))
+        if total < int(n_frames) and (min_frames is None or total < int(min_frames)):
+            need = "" if min_frames is None else f" (at least {int(min_frames)} needed)"
+            raise VideoReadError(p, f"only {total} decodable frame(s), {int(n_frames)} requested{need}")
+        indices = sample_frame_indices(total, min(total, int(n_frames)))
     # A frame may be requested more than once only if indices repeat (they do not, see above),
     # but keep the mapping general.
     wanted: dict[int, list[int]] = {}
@@ -375,6 +393,7 @@ def sample_uniform_frames(
     size: int | None = 518,
     resample: str = "bicubic",
     allow_decode_errors: bool = False,
+    min_frames: int | None = None,
 ) -> np.ndarray:
     """``n_frames`` frames spread uniformly over the whole video, centre-cropped square, resized.
 
@@ -386,22 +405,20 @@ def sample_uniform_frames(
         n_frames: number of frames (first and last frame always included).
         size: output side in pixels; None keeps the centre square at its native size.
         resample: PIL filter name (``"bicubic"`` default, ``"area"``...).
-        allow_decode_errors: see :func:`load_frames`.
+        allow_decode_errors, min_frames: see :func:`load_frames` (``min_frames``: a shorter video
+            gives all its frames).
 
     Returns:
-        uint8 numpy array ``[n_frames, size, size, 3]`` RGB.
+        uint8 numpy array ``[n_frames, size, size, 3]`` RGB (fewer frames only with ``min_frames``).
 
     Raises:
         VideoReadError: see :func:`load_frames` (includes fewer decodable frames than ``n_frames``).
     """
     if size is None:
-        p = _check_file(path)
-        meta, it = _iter_frames(p)
-        it.close()
-        side = int(min(meta["size"]))
+        side = min(frame_size(path))
     else:
         side = int(size)
-    frames = load_frames(path, n_frames, side, side, resample, allow_decode_errors)
+    frames = load_frames(path, n_frames, side, side, resample, allow_decode_errors, min_frames=min_frames)
     assert isinstance(frames, np.ndarray)
     return frames
 

@@ -15,6 +15,8 @@ from typing import Dict, Optional, Tuple, Union
 
 import torch
 
+from utils.weights import load_checked_state_dict
+
 from .models import VGGT
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,9 @@ def _resolve(source: str, config) -> Tuple[Path, dict, str]:
         return path, _read_config(config), str(path)
     if _looks_like_path(str(source)):
         raise FileNotFoundError(f"VGGT weights not found: {source}")
+    from utils.hub import check_hub_model  # cached / offline / unreachable, said plainly and at once
+
+    check_hub_model(str(source), ("config.json", "model.safetensors", "model.pt"), "VGGT model", "--vggt_model")
 
     from huggingface_hub import hf_hub_download
     try:
@@ -144,22 +149,4 @@ def load_vggt(source: Union[str, os.PathLike] = DEFAULT_SOURCE, device: Union[st
         logger.info(msg)
         warnings.warn(msg, stacklevel=2)
 
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[:5]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:5]})")
-        raise KeyError(f"VGGT weights from {where} do not match the model config: " + "; ".join(parts))
-    bad = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-           if tuple(state[k].shape) != tuple(v.shape)]
-    if bad:
-        raise ValueError(f"VGGT weights from {where} have {len(bad)} shape mismatches, e.g. {bad[:5]}")
-
-    model.load_state_dict(state, strict=True, assign=True)
-    model = model.to(device=device, dtype=dtype)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval()
+    return load_checked_state_dict(model, state, "VGGT", where, device=device, dtype=dtype)

@@ -52,12 +52,13 @@ def write_tiny_vggt(out_dir: Union[str, Path], seed: int = 0, img_size: int = 51
     The folder loads with :func:`vggt.load_vggt` (``load_vggt(out_dir)``). Deterministic for a
     given ``(seed, img_size)``. Returns ``Path(out_dir)`` (created if needed).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = build_tiny_vggt(seed, img_size)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    # bytes + a plain write: safetensors' save_file would create the file private (0600)
+    (out / "model.safetensors").write_bytes(save(state, metadata={"format": "pt"}))
     (out / "config.json").write_text(json.dumps(model.config, indent=2, sort_keys=True) + "\n")
     return out

@@ -1,13 +1,16 @@
 """Step 4 of the CogVideoX-5B-I2V image-to-video DPO recipe: Diffusion-DPO LoRA training.
 
     python train_dpo/CogVideoX-I2V-5B_lora/03_train.py                            # 1 GPU / all GPUs
-    python train_dpo/CogVideoX-I2V-5B_lora/03_train.py --devices 8 --num_nodes 2  # DDP, per node
+    python train_dpo/CogVideoX-I2V-5B_lora/03_train.py --devices 8                # DDP, 8 GPUs
     python train_dpo/CogVideoX-I2V-5B_lora/03_train.py --resume auto              # continue a run
 
 Writes OUTPUT_DIR/checkpoint-<step>/ and OUTPUT_DIR/final_lora/ (PEFT adapters in the format of the
 released VideoGPA LoRAs: load with ``generate/i2v_inference.py --lora_path``),
 OUTPUT_DIR/lightning/last.ckpt (resume), CSV + TensorBoard logs. Defaults: the released VideoGPA
-training settings. Shared code: ``train_dpo/trainer.py`` (model), ``train_dpo/dataset.py`` (pairs),
+training settings (upstream Hongyang-Du/VideoGPA ``train_dpo/CogVideoX-I2V-5B_lora/03_train.py``;
+the README lists every default next to the released value). GLOBAL_BATCH pairs per optimiser
+step on any number of GPUs: the gradient accumulation is GLOBAL_BATCH / (GPUs x nodes x BATCH_SIZE).
+Shared code: ``train_dpo/trainer.py`` (model), ``train_dpo/dataset.py`` (pairs),
 ``train_dpo/loss.py`` (loss).
 """
 
@@ -31,17 +34,19 @@ OUTPUT_DIR = str(REPO_ROOT / "outputs" / "dpo" / "CogVideoX-I2V-5B_lora")
 METRIC_NAME = "consistency_score"
 METRIC_MODE = "min"  # lower consistency_score = more 3-D consistent
 MIN_GAP = 0.05  # |metric(winner) - metric(loser)| >= MIN_GAP
-METRIC_THRESHOLD = 0.8  # winner must have metric <= 0.8
-MOTION_THRESHOLD = 0.001  # videos with motion_norm below this are dropped
+METRIC_THRESHOLD = None  # winner must have metric <= this; None: off (released: defined 0.8, never applied)
+MOTION_THRESHOLD = 0.001  # videos with MOTION_METRIC below this are dropped
+MOTION_METRIC = "motion_norm_released"  # released filter (raw extrinsic t); "motion_norm": camera centres
 VAL_FRACTION = 0.02
 # optimisation
 LEARNING_RATE = 5e-6
 BETA = 1.0  # = Diffusion-DPO beta_dpo / 2 (see train_dpo/loss.py)
 MAX_STEPS = 10000
 WARMUP_STEPS = 500
-BATCH_SIZE = 2
-GRAD_ACCUM = 1
+GLOBAL_BATCH = 16  # pairs per optimiser step, all GPUs (released: 8 GPUs x 2 x accumulation 1)
+BATCH_SIZE = 2  # pairs per GPU per micro-step; accumulation = GLOBAL_BATCH / (GPUs x nodes x BATCH_SIZE)
 MAX_GRAD_NORM = 1.0
+ADAM_WEIGHT_DECAY = 0.01  # AdamW weight decay (torch default, as released)
 CHECKPOINT_EVERY = 1000
 # LoRA (released adapters)
 LORA_RANK = 64

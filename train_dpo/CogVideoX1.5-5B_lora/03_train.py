@@ -7,7 +7,10 @@
 Writes OUTPUT_DIR/checkpoint-<step>/ and OUTPUT_DIR/final_lora/ (PEFT adapters in the format of the
 released VideoGPA LoRAs: load with ``generate/t2v_inference.py --lora_path``),
 OUTPUT_DIR/lightning/last.ckpt (resume), CSV + TensorBoard logs. Defaults: the released VideoGPA
-training settings. Shared code: ``train_dpo/trainer.py`` (model), ``train_dpo/dataset.py`` (pairs),
+training settings (upstream Hongyang-Du/VideoGPA ``train_dpo/CogVideoX1.5-5B_lora/03_train.py``;
+the README lists every default next to the released value). GLOBAL_BATCH pairs per optimiser
+step on any number of GPUs: the gradient accumulation is GLOBAL_BATCH / (GPUs x nodes x BATCH_SIZE).
+Shared code: ``train_dpo/trainer.py`` (model), ``train_dpo/dataset.py`` (pairs),
 ``train_dpo/loss.py`` (loss).
 """
 
@@ -31,17 +34,19 @@ OUTPUT_DIR = str(REPO_ROOT / "outputs" / "dpo" / "CogVideoX1.5-5B_lora")
 METRIC_NAME = "consistency_score"
 METRIC_MODE = "min"  # lower consistency_score = more 3-D consistent
 MIN_GAP = 0.05  # |metric(winner) - metric(loser)| >= MIN_GAP
-METRIC_THRESHOLD = 0.8  # winner must have metric <= 0.8
-MOTION_THRESHOLD = 0.001  # videos with motion_norm below this are dropped
+METRIC_THRESHOLD = None  # winner must have metric <= this; None: off (released: defined 0.8, never applied)
+MOTION_THRESHOLD = 0.001  # videos with MOTION_METRIC below this are dropped
+MOTION_METRIC = "motion_norm_released"  # released filter (raw extrinsic t); "motion_norm": camera centres
 VAL_FRACTION = 0.02
 # optimisation
 LEARNING_RATE = 5e-6
 BETA = 1.0  # = Diffusion-DPO beta_dpo / 2 (see train_dpo/loss.py)
-MAX_STEPS = 10000
+MAX_STEPS = 1500
 WARMUP_STEPS = 500
-BATCH_SIZE = 1
-GRAD_ACCUM = 2
+GLOBAL_BATCH = 16  # pairs per optimiser step, all GPUs (released: 8 GPUs x 1 x accumulation 2)
+BATCH_SIZE = 1  # pairs per GPU per micro-step; accumulation = GLOBAL_BATCH / (GPUs x nodes x BATCH_SIZE)
 MAX_GRAD_NORM = 1.0
+ADAM_WEIGHT_DECAY = 1e-3  # AdamW weight decay (released CogVideoX1.5 trainer)
 CHECKPOINT_EVERY = 1000
 # LoRA (released adapters)
 LORA_RANK = 64
