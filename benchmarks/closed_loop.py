@@ -8,9 +8,9 @@ models (``utils/tiny_models.py``), through the real per-model scripts (``utils.s
    ``NUM_TRAIN_PROMPTS`` train, the next ``NUM_HELDOUT_PROMPTS`` are held out (disjoint scenes and
    texts, checked);
 2. candidates as ``train_dpo/CogVideoX-5B_lora/01_generate.py`` makes them (its code,
-   ``closed_loop_steps.generate_with_own_seeds``), ``NUM_TRAIN_SEEDS`` per training prompt, every prompt with seeds
-   of its own (the tiny model barely listens to the prompt: shared seeds would make every pair the
-   same two noise draws);
+   ``closed_loop_steps.generate_with_own_seeds``), ``NUM_TRAIN_SEEDS`` per training prompt, every
+   prompt with seeds of its own (the tiny model barely listens to the prompt: shared seeds would
+   make every pair the same two noise draws);
 3. ``train_dpo/video_scorer.py`` (tiny VGGT, random LPIPS) writes ``consistency_score``; a metric
    pass (``closed_loop_steps.add_brightness``) adds ``mean_brightness`` to the same groups JSON;
 4. ``train_dpo/CogVideoX-5B_lora/02_encode.py``: latents + prompt embeddings (once, shared by the arms);
@@ -30,30 +30,34 @@ surely learn), ``sanity-reversed`` (the same, winners = brighter: must move the 
 reported, not required). The loop works when ``sanity`` gets significantly darker and
 ``sanity-reversed`` significantly brighter (p < 0.01 and the CI excluding 0).
 
-What it shows with the tiny models (``benchmarks/results/closed_loop.json``): both sanity arms move
-brightness significantly and in opposite directions (the preference goes through pairs, latents,
-DPO, adapter and sampling), but each the *wrong* way: "darker wins" makes the held-out videos
-brighter (+0.0008, p 3e-8), "brighter wins" darker (-0.0016, p 6e-18). The sign is flipped at the
-latents: the tiny VAE has random weights, so its encoder is no inverse of its decoder -- the
-brightness of ``decode(encode(video))`` correlates *negatively* with the video's (Pearson r -0.22 on
-the training videos) -- and its posterior std (1.03) exceeds the spread of its posterior mean (0.33),
-so ``02_encode.py``'s latents are mostly sampling noise. DPO moves the generator towards the winners'
-*encoded* latents, which the decoder renders brighter. The run prints this round-trip diagnostic
-(``closed_loop_steps.vae_round_trip``); a tiny VAE that round-trips (a trained one) is needed for the literal
-criterion. A trap the benchmark avoids: the tiny model barely listens to the prompt, so with seeds
-shared by all prompts (``01_generate.py``'s default) every pair is the same two noise draws and the
-held-out set only ``NUM_HELDOUT_SEEDS`` distinct videos; such a run reported "win rate 1.00,
-p = 5e-10" in the expected direction for 16 prompts and nothing for 64.
+What it shows with the tiny models (``benchmarks/results/closed_loop.json``, ``--dpo_seeds 42 1 2``):
+every adapter moves held-out brightness significantly (p 1e-18 .. 1e-22), but *which way* is set by
+the training seed, not by the preference: "darker wins" gives -0.0018 (seed 42), +0.0059 (seed 1),
+-0.0003 (seed 2, p 0.05); "brighter wins" +0.0015, -0.0052, +0.0033. With the default seed (42)
+both sanity arms pass; over seeds the loop does not reliably move the metric. The signal is lost at
+the latents: the tiny VAE has random weights, so its encoder is no inverse of its decoder -- the
+brightness of ``decode(encode(video))`` does not follow the video's (Pearson r -0.19 on the training
+videos) -- and its posterior std (1.03) exceeds the spread of its posterior mean (0.33), so the
+latents ``02_encode.py`` stores, which DPO learns from, do not carry brightness in the coordinates
+the generator decodes. The run prints this round-trip diagnostic (``closed_loop_steps.vae_round_trip``);
+the end-to-end claim needs a tiny VAE that round-trips (a trained one). The held-out statistics
+measure one adapter against the base model; whether the *method* moves the metric needs several
+``--dpo_seeds``. A trap the benchmark avoids: the tiny model barely listens to the prompt, so with
+seeds shared by all prompts (``01_generate.py``'s default) every pair is the same two noise draws and
+the held-out set only ``NUM_HELDOUT_SEEDS`` distinct videos (pseudo-replication: such a run reported
+"win rate 1.00, p = 5e-10" for 16 prompts).
 
-    python benchmarks/closed_loop.py                      # ~11 min on 2 CPU cores; prints the table
+    python benchmarks/closed_loop.py                      # ~10 min on 2 CPU cores; prints the table
+    python benchmarks/closed_loop.py --dpo_seeds 42 1 2   # every arm 3x (the committed results, ~18 min)
     python benchmarks/closed_loop.py --threads 1          # on a busy machine (2 threads fight other jobs)
     python benchmarks/closed_loop.py --write              # update benchmarks/results/closed_loop.{json,png}
     python benchmarks/closed_loop.py --out X.json         # JSON to X.json, plot to X.png
     python benchmarks/closed_loop.py --run_dir runs/closed_loop   # keep the videos, latents, adapters
 
-JSON and plot are written only with ``--write`` or ``--out`` (``benchmarks/results_io.py``). Exit code 0 when the sanity arms
-move as required (``verdict.passed``), 1 when not, 2 on bad input. Measured: 682 s wall, 622 s CPU
-with ``--threads 1`` on a shared 2-core machine.
+JSON and plot are written only with ``--write`` or ``--out`` (``benchmarks/results_io.py``). Exit
+code 0 when the sanity arms move as required (``verdict.passed``), 1 when not, 2 on bad input.
+Measured with ``--threads 1`` on a shared 2-core machine: 603 s wall / 576 s CPU with one DPO
+seed, 1108 s / 1040 s with three.
 """
 
 from __future__ import annotations
@@ -217,7 +221,8 @@ def run_closed_loop(args, run_dir: Path) -> dict:
     def heldout_generate(label: str, lora_path: Path | None = None) -> None:
         with stages.stage(f"held-out: generate, {label}"):
             generate_with_own_seeds(run_dir / "prompts_heldout.json", heldout / label, base_model,
-                                    args.heldout_seeds, args.heldout_seed_start, args.inference_steps, lora_path)
+                                    args.heldout_seeds, args.heldout_seed_start, args.inference_steps,
+                                    lora_path)
 
     heldout_generate("base")
     to_score = consistency_arms | ({"base"} if consistency_arms else set())
@@ -230,8 +235,8 @@ def run_closed_loop(args, run_dir: Path) -> dict:
         if label.split("/")[0] not in to_score:
             return folder / "groups_metrics.json"
         stages.run(f"held-out: consistency scores, {label}", SCORER, score + [
-            "--input_json", str(folder / "groups_metrics.json"), "--output_json", str(folder / "groups_scored.json"),
-            "--base_path", str(folder)])  # fmt: skip
+            "--input_json", str(folder / "groups_metrics.json"),
+            "--output_json", str(folder / "groups_scored.json"), "--base_path", str(folder)])  # fmt: skip
         return folder / "groups_scored.json"
 
     base_json = evaluate("base")
@@ -250,7 +255,8 @@ def run_closed_loop(args, run_dir: Path) -> dict:
         base_vals, arm_vals = metric_by_item(base_json, metric), metric_by_item(arm_json, metric)
         keys = sorted(base_vals)
         if set(arm_vals) != set(keys):
-            raise StageError(f"{label}: held-out videos differ from the base model's ({len(arm_vals)} vs {len(keys)})")
+            raise StageError(f"{label}: held-out videos differ from the base model's "
+                             f"({len(arm_vals)} vs {len(keys)})")
         cmp = paired_comparison([base_vals[k] for k in keys], [arm_vals[k] for k in keys],
                                 lower_is_better=(mode == "min"))
         # the sanity metric for every arm (cheap): does the consistency arm also change brightness?
@@ -277,10 +283,12 @@ def run_closed_loop(args, run_dir: Path) -> dict:
         "settings": {k: getattr(args, k) for k in (
             "train_prompts", "train_seeds", "heldout_prompts", "heldout_seeds", "heldout_seed_start",
             "prompt_seed", "inference_steps", "lora_rank", "lora_alpha", "learning_rate", "max_steps",
-            "warmup_steps", "batch_size", "beta", "dpo_seeds")} | {"pair_rules": TINY_PAIR_RULES, "alpha": ALPHA},
+            "warmup_steps", "batch_size", "beta", "dpo_seeds",
+        )} | {"pair_rules": TINY_PAIR_RULES, "alpha": ALPHA},
         "runtime": {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "stages_wall_s": stages.seconds,
                     "stages_cpu_s": stages.cpu_seconds},
-        "machine": {"cpus": os.cpu_count(), "torch_threads": _torch_threads(), "platform": platform.platform(),
+        "machine": {"cpus": os.cpu_count(), "torch_threads": _torch_threads(),
+                    "platform": platform.platform(),
                     "python": platform.python_version(), "torch": _torch_version()},
         "commands": stages.commands,
     }
@@ -321,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's, one per core); 1 is fairer on a busy machine")
     p.add_argument("--tiny_root", default=str(ROOT / "checkpoints" / "tiny"))
-    p.add_argument("--run_dir", default=None, help="keep every file here (default: a temporary folder, removed)")
+    p.add_argument("--run_dir", default=None, help="keep every file here (default: a temp folder, removed)")
     add_output_args(p, NAME)
     return p
 

@@ -76,7 +76,8 @@ def format_table(results: dict) -> str:
     lines.append(f"runtime: {rt['wall_s']:.0f} s wall, {rt['cpu_s']:.0f} s CPU "
                  f"({results['machine']['cpus']} cores, {results['machine']['torch_threads']} torch threads)")
     r = results["vae_round_trip"]
-    lines.append(f"VAE round trip ({r['videos']} training videos): brightness of video vs decode(encoded latents) "
+    lines.append(f"VAE round trip ({r['videos']} training videos): brightness of video vs "
+                 f"decode(encoded latents) "
                  f"r = {r['brightness_pearson_r']:+.2f}; posterior std {r['posterior_std']:.2f} vs spread of "
                  f"its mean {r['posterior_mean_spread']:.2f}")
     v = results["verdict"]
@@ -98,7 +99,8 @@ def plot(results: dict, path: Path) -> None:
         for ax, metric in zip(axes[0][:2], metrics):
             rows = [(label, r["paired"]) for label, r in arms.items() if r["metric"] == metric]
             for y, (label, p) in enumerate(rows):
-                ax.errorbar(p["mean_diff"], y, xerr=[[p["mean_diff"] - p["ci_low"]], [p["ci_high"] - p["mean_diff"]]],
+                err = [[p["mean_diff"] - p["ci_low"]], [p["ci_high"] - p["mean_diff"]]]
+                ax.errorbar(p["mean_diff"], y, xerr=err,
                             fmt="o", color="tab:blue" if p["mean_diff"] < 0 else "tab:red", capsize=3)
             ax.set_yticks(range(len(rows)))
             ax.set_yticklabels([f"{lb} (p={p['wilcoxon_p']:.1g})" for lb, p in rows], fontsize=8)
@@ -115,7 +117,8 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xlabel(f"{SANITY_METRIC}: adapter - base per held-out video")
         ax.legend(fontsize=7)
         window = 10
-        for ax, key, title in zip(axes[1], CURVE_KEYS, ("DPO loss", "implicit reward accuracy", "implicit reward margin")):
+        titles = ("DPO loss", "implicit reward accuracy", "implicit reward margin")
+        for ax, key, title in zip(axes[1], CURVE_KEYS, titles):
             for label, r in arms.items():
                 vals = r["curves"].get(key, [])
                 smooth = [sum(vals[max(0, i - window + 1): i + 1]) / len(vals[max(0, i - window + 1): i + 1])

@@ -125,7 +125,8 @@ def vae_round_trip(base_model: str, encoded_json: Path, base_path: Path, n: int)
     with torch.no_grad():
         for v in videos:
             frames = read_video_frames(base_path / v["video_path"])  # [T, H, W, 3] uint8
-            x = torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]  # [1, 3, T, H, W]
+            x = torch.from_numpy(frames).float().div(127.5).sub(1)
+            x = x.permute(3, 0, 1, 2)[None]  # [1, 3, T, H, W] in [-1, 1]
             dist = vae.encode(x).latent_dist
             post_mean.append(dist.mean.flatten())
             post_std.append(float(dist.std.mean()))

@@ -41,12 +41,14 @@ def test_brightness_pass_writes_the_mean_pixel_value(tmp_path):
 
 def _arm(arm, mean_diff, p=1e-6, ci=0.1):
     lo, hi = mean_diff - abs(mean_diff) * ci, mean_diff + abs(mean_diff) * ci
-    return {"arm": arm, "paired": {"mean_diff": mean_diff, "wilcoxon_p": p, "ci_excludes_zero": lo > 0 or hi < 0}}
+    paired = {"mean_diff": mean_diff, "wilcoxon_p": p, "ci_excludes_zero": lo > 0 or hi < 0}
+    return {"arm": arm, "paired": paired}
 
 
 def test_verdict_needs_every_sanity_run_to_move_its_own_way():
     ok = {"sanity": _arm("sanity", -0.002), "sanity-reversed": _arm("sanity-reversed", +0.001)}
-    assert verdict(ok, 0.01) == {"sanity": True, "sanity-reversed": True, "passed": True, "opposite_directions": True}
+    want = {"sanity": True, "sanity-reversed": True, "passed": True, "opposite_directions": True}
+    assert verdict(ok, 0.01) == want
     flipped = {"sanity": _arm("sanity", +0.002), "sanity-reversed": _arm("sanity-reversed", -0.001)}
     v = verdict(flipped, 0.01)
     assert not v["passed"] and v["opposite_directions"]  # moved, but the wrong way
