@@ -8,7 +8,6 @@ net's parameters under ``model.``. ``config.json`` is either a config in the sch
 (``model.head.scratch.output_conv2_aux.{1,2,3}.2.*``); they are filled from ``...0.2.*``.
 """
 
-import json
 import logging
 import os
 import warnings
@@ -17,7 +16,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from utils.weights import load_checked_state_dict
+from utils.weights import load_checked_state_dict, read_model_config
 
 from .config import SECTIONS
 from .model.depth_anything3 import DepthAnything3
@@ -31,14 +30,7 @@ PREFIX = "model."
 
 
 def _read_config(config) -> dict:
-    if config is None:
-        return {}
-    if isinstance(config, dict):
-        return dict(config)
-    path = Path(config)
-    if not path.is_file():
-        raise FileNotFoundError(f"DA3 config file not found: {path}")
-    return json.loads(path.read_text())
+    return read_model_config(config, "DA3")
 
 
 def _read_weights(path: Path) -> Dict[str, torch.Tensor]:

@@ -7,11 +7,29 @@ from its config (cheaply, on ``meta``), bring the checkpoint's names to the mode
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Mapping
 
 import torch
 
-__all__ = ["load_checked_state_dict"]
+__all__ = ["read_model_config", "load_checked_state_dict"]
+
+
+def read_model_config(config, model_name: str) -> dict:
+    """A model config given as None (``{}``), a dict (copied) or a JSON file path.
+
+    Raises:
+        FileNotFoundError: ``config`` names no file (the message names ``model_name``).
+    """
+    if config is None:
+        return {}
+    if isinstance(config, dict):
+        return dict(config)
+    path = Path(config)
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_name} config file not found: {path}")
+    return json.loads(path.read_text())
 
 
 def load_checked_state_dict(

@@ -6,7 +6,6 @@ On-disk format (as ``huggingface_hub.PyTorchModelHubMixin.save_pretrained`` writ
 """
 
 import inspect
-import json
 import logging
 import os
 import warnings
@@ -15,7 +14,7 @@ from typing import Dict, Optional, Tuple, Union
 
 import torch
 
-from utils.weights import load_checked_state_dict
+from utils.weights import load_checked_state_dict, read_model_config
 
 from .models import VGGT
 
@@ -40,14 +39,7 @@ def _read_weights(path: Path) -> Dict[str, torch.Tensor]:
 
 
 def _read_config(config) -> dict:
-    if config is None:
-        return {}
-    if isinstance(config, dict):
-        return dict(config)
-    path = Path(config)
-    if not path.is_file():
-        raise FileNotFoundError(f"VGGT config file not found: {path}")
-    return json.loads(path.read_text())
+    return read_model_config(config, "VGGT")
 
 
 def _looks_like_path(source: str) -> bool:
