@@ -1,0 +1,1 @@
+"""Model families of the Diffusion-DPO trainer (see :mod:`train_dpo.families.base`)."""
