@@ -5,7 +5,8 @@ Designs (same LoRA, same noise/timesteps, same loss, gradient checkpointing on i
 * ``shared``  -- this repository's ``train_dpo.lightning_module.DiffusionDPOModule``: one
   transformer; the reference is the same weights with the LoRA adapter disabled
   (``peft_model.disable_adapter()``, no_grad); winner and loser go through one batched forward
-  (batch 2B) for the policy and one for the reference: 2 forwards + 1 backward per step, base weights once in memory.
+  (batch 2B) for the policy and one for the reference: 2 forwards + 1 backward per step, base
+  weights once in memory.
 * ``naive``   -- a second full copy of the transformer as the frozen reference
   (``copy.deepcopy``), and four separate forwards (policy-winner, policy-loser, reference-winner,
   reference-loser): 4 forwards + 2 backward passes' worth of graph, base weights twice.

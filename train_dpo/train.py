@@ -192,10 +192,14 @@ def _dataloaders(cfg: DPOTrainConfig, train_ds: DPOPairDataset, val_ds: DPOPairD
     )
     drop_last = len(train_ds) >= cfg.batch_size
     if distributed:
-        train_dl = DataLoader(train_ds, shuffle=True, batch_size=cfg.batch_size, drop_last=drop_last, **loader_kw)
+        train_dl = DataLoader(
+            train_ds, shuffle=True, batch_size=cfg.batch_size, drop_last=drop_last, **loader_kw
+        )
     else:
         train_dl = ResumableDataLoader(train_ds, cfg.batch_size, cfg.seed, drop_last=drop_last, **loader_kw)
-    val_dl = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, **loader_kw) if len(val_ds) else None
+    val_dl = None
+    if len(val_ds):
+        val_dl = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
     return train_dl, val_dl
 
 

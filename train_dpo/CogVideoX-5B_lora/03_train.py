@@ -10,8 +10,8 @@ OUTPUT_DIR/lightning/last.ckpt (resume), CSV + TensorBoard logs. Defaults: the r
 training settings (upstream Hongyang-Du/VideoGPA ``train_dpo/CogVideoX-5B_lora/03_train.py``;
 the README lists every default next to the released value). GLOBAL_BATCH pairs per optimiser
 step on any number of GPUs: the gradient accumulation is GLOBAL_BATCH / (GPUs x nodes x BATCH_SIZE).
-Shared code: ``train_dpo/trainer.py`` (model), ``train_dpo/dataset.py`` (pairs),
-``train_dpo/loss.py`` (loss).
+Shared code: ``train_dpo/trainer.py`` (command line), ``train_dpo/train.py`` (training),
+``train_dpo/families/cogvideox.py`` (model), ``train_dpo/dataset.py`` (pairs), ``train_dpo/loss.py`` (loss).
 """
 
 import sys

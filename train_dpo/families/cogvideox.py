@@ -165,7 +165,7 @@ def build_transformer_inputs(
     hidden = noisy_latents
     if image_latents is not None:
         if not needs_image:
-            raise ValueError(f"image_latents given but the transformer (in_channels {in_ch}) is text-to-video")
+            raise ValueError(f"image_latents given to a text-to-video transformer (in_channels {in_ch})")
         if image_latents.shape != noisy_latents.shape:
             raise ValueError(
                 f"image latents {tuple(image_latents.shape)} and video latents "
@@ -223,7 +223,9 @@ class CogVideoXFamily(ModelFamily):
         self._rotary_cache: dict = {}
 
     @classmethod
-    def load(cls, base_model: str | os.PathLike, dtype: torch.dtype) -> tuple[torch.nn.Module, "CogVideoXFamily"]:
+    def load(
+        cls, base_model: str | os.PathLike, dtype: torch.dtype
+    ) -> tuple[torch.nn.Module, "CogVideoXFamily"]:
         """The transformer of the CogVideoX pipeline folder or hub id ``base_model`` (weights in
         ``dtype``) and its family object: scheduler ``CogVideoXDDIMScheduler``, VAE scale factor
         from ``vae/config.json`` (8 if absent). Loads no VAE or text encoder weights.
