@@ -100,7 +100,7 @@ def _tiny_loops(args) -> tuple[list[Loop], dict]:
              str(max(1, args.steps // 2)), "--no_progress_bar"] + _rules_as_args(TINY_PAIR_RULES)
 
     def loop(mode, model_dir, name):
-        from generate.common import read_model_defaults
+        from generate.model_defaults import read_model_defaults
 
         d = read_model_defaults(paths[name])
         size = ["--num_frames", str(d.num_frames), "--height", str(d.height), "--width", str(d.width)]

@@ -357,7 +357,7 @@ def main(argv: Sequence[str] | None, defaults: Mapping[str, Any]) -> int:
     from evaluation.arms import ArmSpecError
     from evaluation.scores_csv import ScoresFormatError
     from evaluation.summary import summarize_csv
-    from generate.common import GenerationConfigError
+    from generate.pipeline import GenerationConfigError
     from metrics.lpips import LPIPSWeightsError
     from utils.io_utils import JSONInputError
 

@@ -44,7 +44,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from generate.common import GenerationConfigError
+from generate.pipeline import GenerationConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -164,7 +164,7 @@ def test_cogvideox15_preset_uses_the_released_lora_scale():
     from types import SimpleNamespace
 
     from evaluation.presets import PRESETS
-    from generate.common import COGVIDEOX15_RELEASED_LORA_SCALING, default_lora_scale
+    from generate.model_defaults import COGVIDEOX15_RELEASED_LORA_SCALING, default_lora_scale
 
     p = PRESETS["cogvideox1.5-5b"]
     released = default_lora_scale(SimpleNamespace(lora_scaling=COGVIDEOX15_RELEASED_LORA_SCALING), p["arms"]["dpo"])
