@@ -54,7 +54,7 @@ TRAIN_STEPS = 20
 PRESET = "tiny"
 TINY_NOTES = [
     "Tiny preset: the CogVideoX models, the VGGT model and the LPIPS weights are randomly initialised "
-    "(utils/tiny_models.py, metrics.lpips.build_random_lpips_weights), the videos are noise and the pair "
+    "(utils/tiny_models.py, metrics.lpips_weights.build_random_lpips_weights), the videos are noise and the pair "
     "rules are relaxed, so every number below exercises the code and means nothing. "
     "`python demo.py --preset cogvideox-5b` runs the same loop with the real models.",
 ]
@@ -82,7 +82,7 @@ class Loop:
 
 
 def _tiny_loops(args) -> tuple[list[Loop], dict]:
-    from metrics.lpips import build_random_lpips_weights
+    from metrics.lpips_weights import build_random_lpips_weights
     from utils.tiny_models import ensure_tiny_models
 
     paths = ensure_tiny_models(args.tiny_root)

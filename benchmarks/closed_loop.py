@@ -168,7 +168,7 @@ def train_args(args) -> list[str]:
 def run_closed_loop(args, run_dir: Path) -> dict:
     """Run every stage in ``run_dir``; returns the results dict (also the JSON written)."""
     from evaluation.stats import paired_comparison
-    from metrics.lpips import build_random_lpips_weights
+    from metrics.lpips_weights import build_random_lpips_weights
     from utils.tiny_models import ensure_tiny_models
 
     t0, c0 = time.perf_counter(), cpu_seconds()

@@ -95,7 +95,7 @@ def prepare_tiny(work_dir: str | Path, tiny_root: str | Path, base_model: str | 
     Returns:
         ``{"base_model", ["geometry_weights"], ["lpips_vgg_weights", "lpips_lin_weights"], ["random_adapter"]}``.
     """
-    from metrics.lpips import build_random_lpips_weights
+    from metrics.lpips_weights import build_random_lpips_weights
     from utils.tiny_models import ensure_tiny_models
 
     names = (() if base_model else ("cogvideox-t2v",)) + (("vggt",) if vggt else ())

@@ -167,7 +167,7 @@ def _prompt_items(s) -> list:
 
 def _build_evaluator(s):
     from evaluation.scoring import ScoringSettings, VideoEvaluator
-    from metrics.lpips import load_lpips
+    from metrics.lpips_weights import load_lpips
 
     settings = ScoringSettings(geometry_model=s.geometry_model, geometry_weights=s.geometry_weights,
                                num_frames=s.score_num_frames, image_size=s.image_size, conf_thres=s.conf_thres,

@@ -23,13 +23,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from utils.device import compute_dtype
+from utils.frames import center_crop_resize
 from utils.hub import ModelNotAvailableError, check_hub_model
 from utils.launcher import launch_info
 from utils.lora import validate_adapter_dir
 from utils.lora_apply import load_lora_adapter
 from utils.model_facts import pipeline_takes_image, requires_image_latents
 from utils.vae_tiling import enable_vae_memory_savers
-from utils.video_utils import center_crop_resize, write_video
+from utils.video_utils import write_video
 
 logger = logging.getLogger(__name__)
 
