@@ -25,6 +25,9 @@ from utils.lora import (
 
 logger = logging.getLogger(__name__)
 
+# peft is imported inside the functions: it imports transformers (seconds), and importing this module
+# (generate/pipeline.py does) must stay cheap for --help and configuration errors.
+
 __all__ = ["load_lora_adapter", "set_lora_scale"]
 
 
@@ -54,7 +57,6 @@ def load_lora_adapter(
         LoraAdapterError: see :func:`validate_adapter_dir`; also when loading leaves LoRA weights unset.
         ValueError: ``merge=True`` on a model that already has LoRA layers, or ``adapter_name`` in use.
     """
-    # peft imports transformers (seconds): only where an adapter is actually applied
     from peft import inject_adapter_in_model, set_peft_model_state_dict
     from peft.tuners.lora import LoraLayer
 

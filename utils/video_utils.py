@@ -38,6 +38,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import imageio_ffmpeg
 import numpy as np
 
 from utils.frames import center_crop_resize, sample_frame_indices
@@ -95,8 +96,6 @@ class VideoInfo:
 
 
 def _ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -152,8 +151,6 @@ def _probe_decode(path: str, allow_decode_errors: bool) -> int:
 
 def _iter_frames(path: str) -> tuple[dict, Iterator[np.ndarray]]:
     """Open ``path`` with imageio-ffmpeg; return (meta, iterator over uint8 [H, W, 3] frames)."""
-    import imageio_ffmpeg
-
     # -map 0:v:0: the stream _probe_decode counts (ffmpeg's default pick is the largest video stream)
     gen = imageio_ffmpeg.read_frames(
         path, pix_fmt="rgb24", output_params=["-map", "0:v:0", "-fps_mode", "passthrough"]
@@ -394,8 +391,6 @@ def write_video(
         ValueError: bad frame array shape / empty.
         RuntimeError: ffmpeg failed (the message includes ffmpeg's error).
     """
-    import imageio_ffmpeg
-
     arr = _as_uint8_frames(frames)
     t, h, w, _ = arr.shape
     if pix_fmt is None:
