@@ -177,5 +177,3 @@ def resolve_video_size(
             f"most {defaults.num_frames} frames are possible, got {f} frames {h}x{w}"
         )
     return f, h, w
-
-

@@ -95,7 +95,6 @@ def select_device(gpu_id: int | None = None):
     return torch.device("cpu")
 
 
-
 def check_base_model(base_model: str) -> None:
     """Fail early when ``base_model`` is neither a diffusers pipeline folder nor an available hub id.
 
@@ -116,8 +115,6 @@ def check_base_model(base_model: str) -> None:
         check_hub_model(base_model, ("model_index.json",), "CogVideoX model", "--base_model")
     except ModelNotAvailableError as e:
         raise GenerationConfigError(str(e)) from e
-
-
 
 
 def load_pipeline(
@@ -289,4 +286,3 @@ def generate_video(
 def save_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8) -> Path:
     """Write uint8 ``[T, H, W, 3]`` frames to ``path`` (mp4, atomic) with ``utils.video_utils.write_video``."""
     return Path(write_video(path, frames, fps=fps))
-

@@ -34,7 +34,6 @@ class PromptEntry:
     error: str | None = None
 
 
-
 def _resolve_image(image: Any, json_path: Path, where: str) -> tuple[str | None, str | None]:
     """(resolved path, error). Relative paths: against the JSON file's folder, then the working dir."""
     if image is None or (isinstance(image, str) and not image.strip()):
@@ -108,5 +107,3 @@ def load_prompt_entries(
             entry.image_path, entry.error = _resolve_image(image, path, where)
         out.append(entry)
     return out
-
-

@@ -59,7 +59,6 @@ class LPIPSWeightsError(RuntimeError):
     """LPIPS weights could not be found, downloaded or loaded. The message says how to provide them."""
 
 
-
 class _NetLinLayer(nn.Module):
     """LPIPS v0.1 linear head: Dropout (identity at eval) + 1x1 conv to one channel, no bias."""
 
@@ -228,4 +227,3 @@ class LPIPS(nn.Module):
                     total = total + d.mean(dim=(1, 2, 3))
                 out.append(total)
         return torch.cat(out, 0)
-

@@ -82,7 +82,6 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(sd)
 
 
-
 def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir)
@@ -221,4 +220,3 @@ def build_random_lpips_weights(
     atomic_write_bytes(vgg_path, safetensors_bytes({k: v.contiguous() for k, v in vgg.items()}))
     atomic_write_bytes(lin_path, safetensors_bytes({k: v.contiguous() for k, v in lin.items()}))
     return vgg_path, lin_path
-
