@@ -220,7 +220,7 @@ def run(s, arm_specs: dict, notes: list[str]) -> int:
     from evaluation.run_settings import settings_gate
     from evaluation.scores_csv import read_scores, row_key, shard_csv_path, write_scores
     from evaluation.summary import write_summary
-    from generate.candidates import shard_range
+    from utils.jobs import shard_range
     from scoring.scorer import ScoringError
     from utils.video_utils import VideoReadError
 
