@@ -320,12 +320,17 @@ def test_merge_reads_round_robin_shards_of_earlier_versions_and_refuses_mixed_se
     assert "different settings" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("env", [{"RANK": "2", "WORLD_SIZE": "2"}, {"SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "2"}])
-def test_inconsistent_launcher_variables_exit_2(workdir, monkeypatch, capsys, env):
+def _set_launcher_env(monkeypatch, env: dict) -> None:
+    """Exactly the launcher variables ``env`` (torchrun / srun), none left from the environment."""
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
         monkeypatch.delenv(k, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
+
+
+@pytest.mark.parametrize("env", [{"RANK": "2", "WORLD_SIZE": "2"}, {"SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "2"}])
+def test_inconsistent_launcher_variables_exit_2(workdir, monkeypatch, capsys, env):
+    _set_launcher_env(monkeypatch, env)
     d = workdir["dir"]
     inp = _write(d / "badenv_in.json", {"groups": _good_groups(1)})
     assert video_scorer.main(_args(workdir, inp, d / "badenv_out.json")) == 2
@@ -398,10 +403,7 @@ def test_nothing_scored_exits_1_and_prints_the_first_error(workdir, capsys):
 @pytest.mark.parametrize("env", [{"RANK": "1", "WORLD_SIZE": "2"},
                                  {"SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "2", "SLURM_NTASKS": "2"}])
 def test_shard_defaults_come_from_the_launcher(workdir, monkeypatch, env):
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
-        monkeypatch.delenv(k, raising=False)
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
+    _set_launcher_env(monkeypatch, env)
     d = workdir["dir"]
     inp = _write(d / "env_in.json", {"groups": _good_groups(2)})
     out = d / f"env_out_{len(env)}.json"
