@@ -28,7 +28,8 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _timed_runs(run: Callable[[], object], repeats: int, warmup: int, sync: Callable[[], None]) -> list[float]:
+def _timed_runs(run: Callable[[], object], repeats: int, warmup: int,
+                sync: Callable[[], None]) -> list[float]:
     times = []
     with torch.inference_mode():
         for i in range(warmup + repeats):
@@ -60,8 +61,8 @@ def add_backbone_args(ap: argparse.ArgumentParser, name: str, size: int, model_l
     add_output_args(ap, name)
 
 
-def bench_cpu(name: str, model, forward: Callable[[object, torch.Tensor, object], object], images: torch.Tensor,
-              args: argparse.Namespace) -> dict:
+def bench_cpu(name: str, model, forward: Callable[[object, torch.Tensor, object], object],
+              images: torch.Tensor, args: argparse.Namespace) -> dict:
     """Time ``forward(model, images, autocast_dtype=None)`` on CPU; the row with process peak RSS."""
     before = _peak_rss_mb()
     times = _timed_runs(lambda: forward(model, images, None), args.repeats, args.warmup, lambda: None)
@@ -81,7 +82,8 @@ def bench_cuda(name: str, build: Callable[[], torch.nn.Module], forward, images:
     images = images()
     weights_mb = torch.cuda.memory_allocated() / 2**20
     torch.cuda.reset_peak_memory_stats()
-    times = _timed_runs(lambda: forward(model, images, dtype), args.repeats, args.warmup, torch.cuda.synchronize)
+    times = _timed_runs(lambda: forward(model, images, dtype), args.repeats, args.warmup,
+                        torch.cuda.synchronize)
     row = _row(name, torch.cuda.get_device_name(), f"fp32 weights, {dtype} autocast {what}",
                args.frames, args.size, model, times)
     row.update(peak_mem_mb=torch.cuda.max_memory_allocated() / 2**20, weights_mb=weights_mb,
@@ -136,6 +138,7 @@ def run_backbone_bench(doc: str, name: str, size: int, tiny: tuple[str, Callable
         images = noise(*shape, generator=torch.Generator().manual_seed(0))
         rows.append(bench_cpu(tiny[0], tiny[1](), forward, images, args))
     if torch.cuda.is_available() and not args.no_cuda:
-        rows.append(bench_cuda(full[0], full[2], forward, lambda: noise(*shape, device="cuda"), full[3], args))
+        images = lambda: noise(*shape, device="cuda")  # noqa: E731 - made after the model is built
+        rows.append(bench_cuda(full[0], full[2], forward, images, full[3], args))
     report(rows, args, name, full[1])
     return 0

@@ -22,6 +22,6 @@ from depth_anything_3 import build_da3  # noqa: E402
 from depth_anything_3.tiny import build_tiny_da3  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(run_backbone_bench(__doc__, "bench_da3", 504, ("da3-tiny", lambda: build_tiny_da3(seed=0, img_size=518)),
-                                ("da3-large", "DA3-Large", lambda: build_da3({"model_name": "da3-large"}), "backbone"),
-                                batch_dim=True, noise=torch.randn))
+    tiny = ("da3-tiny", lambda: build_tiny_da3(seed=0, img_size=518))
+    full = ("da3-large", "DA3-Large", lambda: build_da3({"model_name": "da3-large"}), "backbone")
+    sys.exit(run_backbone_bench(__doc__, "bench_da3", 504, tiny, full, batch_dim=True, noise=torch.randn))

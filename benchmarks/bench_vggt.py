@@ -21,5 +21,6 @@ from vggt import VGGT  # noqa: E402
 from vggt.tiny import build_tiny_vggt  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(run_backbone_bench(__doc__, "bench_vggt", 518, ("tiny", lambda: build_tiny_vggt(seed=0, img_size=518)),
-                                ("vggt-1b", "VGGT-1B", VGGT, "aggregator"), batch_dim=False, noise=torch.rand))
+    tiny = ("tiny", lambda: build_tiny_vggt(seed=0, img_size=518))
+    full = ("vggt-1b", "VGGT-1B", VGGT, "aggregator")
+    sys.exit(run_backbone_bench(__doc__, "bench_vggt", 518, tiny, full, batch_dim=False, noise=torch.rand))

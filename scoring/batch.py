@@ -173,7 +173,10 @@ def score_video_entry(
 
 
 def run(args) -> int:
-    """Score (or ``--merge``) as the parsed ``train_dpo/video_scorer.py`` command line says; returns the exit code."""
+    """Score (or ``--merge``) as the parsed ``train_dpo/video_scorer.py`` command line says.
+
+    Returns the exit code (0 done, 1 worker crash or nothing scored, 2 bad input or settings).
+    """
     from metrics.lpips import LPIPSWeightsError, load_lpips
     from utils.io_utils import JSONInputError, atomic_write_json
     from utils.jobs import ShardError, check_shard, find_shards, shard_path, shard_range
@@ -183,7 +186,8 @@ def run(args) -> int:
     # ---- merge mode --------------------------------------------------------------------------
     if args.merge is not None:
         try:
-            shard_files = args.merge or find_shards(args.output_json, args.num_shards if args.num_shards > 1 else None)
+            k = args.num_shards if args.num_shards > 1 else None  # 1: the one shard count on disk
+            shard_files = args.merge or find_shards(args.output_json, k)
             counts = merge_shards(args.input_json, shard_files, args.output_json)
         except (JSONInputError, InputFormatError) as e:
             print(f"error: {e}", file=sys.stderr)
@@ -337,7 +341,8 @@ def run(args) -> int:
                 return 2
             for gi in sorted(todo):
                 for vi, video, b, vdir in todo[gi]:
-                    record(gi, vi, score_video_entry(processor, video, Path(b), vdir, args.extra_metrics, args.visuals_fps))
+                    record(gi, vi, score_video_entry(processor, video, Path(b), vdir, args.extra_metrics,
+                                                     args.visuals_fps))
                 atomic_write_json(out_path, out)
         else:
             rc = run_multi_device(args, devices, todo, record, lambda: atomic_write_json(out_path, out))
@@ -371,7 +376,3 @@ def _summary(stats: dict, wall: float, out_path: Path) -> None:
     per = stats["seconds"] / n if n else 0.0
     print(f"scored {stats['scored']}, skipped {stats['skipped']}, failed {stats['failed']}; "
           f"{per:.2f} s/video, wall {wall:.1f} s; output {out_path}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -107,9 +107,9 @@ class ModelPredictor:
 
     name = "model"
 
-    def __init__(self, model: Any, loader: Callable[..., torch.nn.Module], device: str | torch.device | None = None,
-                 dtype: torch.dtype | None = None, config: Mapping | str | os.PathLike | None = None,
-                 autocast: bool | None = None):
+    def __init__(self, model: Any, loader: Callable[..., torch.nn.Module],
+                 device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+                 config: Mapping | str | os.PathLike | None = None, autocast: bool | None = None):
         self.device = resolve_device(device)
         self.dtype = dtype or torch.float32
         if isinstance(model, torch.nn.Module):

@@ -10,12 +10,13 @@ Pipeline (:class:`VideoProcessor`, this module)
 ----------------------------------
 1. ``T`` frames, uint8 ``[T, H, W, 3]`` (:func:`utils.video_utils.sample_uniform_frames`: uniform
    over the whole video, centre-cropped square, 518 px).
-2. A :class:`scoring.geometry.GeometryPredictor` returns per frame: z-depth ``[T, H, W]``, depth confidence
-   ``[T, H, W]``, camera-from-world extrinsics ``[T, 3, 4]`` (OpenCV axes: x right, y down,
-   z forward), pixel intrinsics ``[T, 3, 3]`` and (optionally) a world point map ``[T, H, W, 3]``,
-   at the frames' resolution. :class:`scoring.vggt_predictor.VGGTPredictor` runs VGGT (camera, depth and point heads);
-   :class:`scoring.geometry.OraclePredictor` hands back given ground truth (its point map: the depth unprojected
-   with the true cameras, unless given).
+2. A :class:`scoring.geometry.GeometryPredictor` returns per frame: z-depth ``[T, H, W]``, depth
+   confidence ``[T, H, W]``, camera-from-world extrinsics ``[T, 3, 4]`` (OpenCV axes: x right,
+   y down, z forward), pixel intrinsics ``[T, 3, 3]`` and (optionally) a world point map
+   ``[T, H, W, 3]``, at the frames' resolution. :class:`scoring.vggt_predictor.VGGTPredictor` runs
+   VGGT (camera, depth and point heads); :class:`scoring.da3_predictor.DA3Predictor` Depth
+   Anything 3; :class:`scoring.geometry.OraclePredictor` hands back given ground truth (its point
+   map: the depth unprojected with the true cameras, unless given).
 3. World points, by ``points_source`` (:data:`scoring.reprojection.POINTS_SOURCES`):
 
    * ``"point_head"`` (default; the released VideoGPA reward): the point map of VGGT's point head
@@ -31,15 +32,15 @@ Pipeline (:class:`VideoProcessor`, this module)
      frame's own points land exactly on its own pixels, so the score measures cross-frame
      disagreement only (occlusion, deformation, drift), on another scale than the released one.
 4. Confidence filter (``conf_thres``, a percentile in [0, 100), on ``depth_conf`` in both modes,
-   over all frames jointly, :func:`scoring.reprojection.confidence_mask`): candidates are pixels with finite confidence
-   > 1e-5 (``"depth"`` mode: also positive finite depth and finite world point); the
+   over all frames jointly, :func:`scoring.reprojection.confidence_mask`): candidates are pixels
+   with finite confidence > 1e-5 (``"depth"`` mode: also positive finite depth and finite world point); the
    ``ceil(N (1 - conf_thres / 100))`` most confident of the ``N`` candidates are kept, with ties
    at the threshold, as upstream ``get_colored_pointcloud`` (``torch.topk``). ``conf_thres = 0``
    keeps every candidate (the released setting). Non-finite points are dropped after the filter.
 5. The coloured cloud (colour = the frame's own pixel) is projected into every frame's camera
    (``u = fx x / z + skew y / z + cx``, rounded to the nearest pixel with ``floor(u + 0.5)``) with a
-   deterministic z-buffer (:func:`scoring.reprojection.reproject_points`): per pixel the point with the smallest camera depth wins, ties go to the
-   smaller point index (point order: frame, row, column). It is computed as a ``scatter_reduce``
+   deterministic z-buffer (:func:`scoring.reprojection.reproject_points`): per pixel the point
+   with the smallest camera depth wins, ties go to the smaller point index (point order: frame, row, column). It is computed as a ``scatter_reduce``
    ``amin`` over a packed int64 key ``(float32 depth bits << 32) | point index`` -- a min is
    independent of the order in which parallel writes land, so repeated runs give identical
    results (no dependence on thread/warp scheduling). Vectorised over frames (in chunks that
@@ -100,7 +101,7 @@ class VideoProcessor:
     """Score videos (or frame arrays) for 3-D consistency; see the module docstring for the pipeline.
 
     Args:
-        predictor: a :class:`GeometryPredictor` (:class:`scoring.vggt_predictor.VGGTPredictor`, :class:`scoring.geometry.OraclePredictor`).
+        predictor: a :class:`scoring.geometry.GeometryPredictor` (VGGT, DA3, oracle).
         lpips: an :class:`metrics.lpips.LPIPS` module (e.g. from :func:`metrics.lpips.load_lpips`)
             or None to disable LPIPS (``lpips`` is then None and the score is the MSE).
         conf_thres: confidence percentile filter in [0, 100) (0 keeps all points).

@@ -2,7 +2,8 @@
 (unless dropped) point head.
 
 The camera head's pose encoding is turned into camera-from-world extrinsics (OpenCV axes, world =
-the first camera's frame) and pixel intrinsics of the input (:func:`vggt.utils.pose_enc.pose_encoding_to_extri_intri`);
+the first camera's frame) and pixel intrinsics of the input
+(:func:`vggt.utils.pose_enc.pose_encoding_to_extri_intri`);
 the depth head gives z-depth with confidence, the point head a world point map (the released
 VideoGPA reward reprojects it, ``points_source="point_head"``).
 

@@ -67,7 +67,7 @@ def save_visuals(
     max_points: int = PLY_MAX_POINTS,
     seed: int = PLY_SEED,
 ) -> dict[str, Path]:
-    """Save the visuals of a :meth:`scoring.scorer.VideoProcessor.score_frames` result (needs ``return_visuals=True``).
+    """Save the visuals of a :meth:`scoring.scorer.VideoProcessor.score_frames` result (``return_visuals=True``).
 
     Writes into ``out_dir``: ``reproj_000.png`` ... (reprojected frames, black holes),
     ``side_by_side.mp4`` (frame | reprojection, ``fps``), ``point_cloud.ply`` (binary PLY).

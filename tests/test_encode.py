@@ -247,7 +247,8 @@ def test_encode_shards_merge_equals_single_run(tiny_models, video_set, monkeypat
     for a, b in zip(single["groups"], merged["groups"]):
         assert a["group_id"] == b["group_id"]
         for va, vb in zip(a["videos"], b["videos"]):
-            assert torch.equal(_load(video_set / va["latent_path"], "latents"), _load(video_set / vb["latent_path"], "latents"))
+            a_lat, b_lat = (_load(video_set / v["latent_path"], "latents") for v in (va, vb))
+            assert torch.equal(a_lat, b_lat)
     # another size than the shards were encoded at, then a missing shard: refused
     assert main([*common[:-6], "--num_frames", "17", "--height", "64", "--width", "96", "--device", "cpu",
                  "--output_json", str(out), "--latent_dir", "lat_b", "--merge"]) == 2

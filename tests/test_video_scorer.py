@@ -314,7 +314,8 @@ def test_merge_reads_round_robin_shards_of_earlier_versions_and_refuses_mixed_se
         _write(d / f"legacy_out.shard{i}-of-2.json", shard)
     assert video_scorer.main(_args(workdir, inp, out, "--merge")) == 0
     assert _scores(json.loads(out.read_text())) == _scores(done)
-    other = {**done, "groups": done["groups"][1::2], "consistency_scorer": {**done["consistency_scorer"], "num_frames": 9}}
+    other = {**done, "groups": done["groups"][1::2],
+             "consistency_scorer": {**done["consistency_scorer"], "num_frames": 9}}
     _write(d / "legacy_out.shard1-of-2.json", other)
     assert video_scorer.main(_args(workdir, inp, out, "--merge")) == 2
     assert "different settings" in capsys.readouterr().err
@@ -328,7 +329,8 @@ def _set_launcher_env(monkeypatch, env: dict) -> None:
         monkeypatch.setenv(k, v)
 
 
-@pytest.mark.parametrize("env", [{"RANK": "2", "WORLD_SIZE": "2"}, {"SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "2"}])
+@pytest.mark.parametrize("env", [{"RANK": "2", "WORLD_SIZE": "2"},
+                                 {"SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "2"}])
 def test_inconsistent_launcher_variables_exit_2(workdir, monkeypatch, capsys, env):
     _set_launcher_env(monkeypatch, env)
     d = workdir["dir"]

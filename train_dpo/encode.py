@@ -571,9 +571,12 @@ def build_encode_argparser(defaults: dict[str, Any] | None = None, description: 
     p.add_argument("--retry_errors", action="store_true", default=d.get("retry_errors"))
     launch, launch_error = launch_defaults()  # an inconsistent environment is reported by run_encode_cli
     p.set_defaults(launch_error=launch_error, local_rank=launch.local_rank)
-    p.add_argument("--num_shards", type=int, default=launch.num_shards, help=f"split the groups ({SHARD_HELP})")
-    p.add_argument("--shard_index", type=int, default=launch.shard_index, help="which shard this process encodes")
-    p.add_argument("--merge", action="store_true", help="do not encode: merge the shard outputs into --output_json")
+    p.add_argument("--num_shards", type=int, default=launch.num_shards,
+                   help=f"split the groups ({SHARD_HELP})")
+    p.add_argument("--shard_index", type=int, default=launch.shard_index,
+                   help="which shard this process encodes")
+    p.add_argument("--merge", action="store_true",
+                   help="do not encode: merge the shard outputs into --output_json")
     return p
 
 

@@ -25,8 +25,8 @@ def shard_settings(cfg: EncodeConfig) -> dict[str, Any]:
     """What every shard of one encoding must share (else their latents do not belong together)."""
     return {"base_model": str(cfg.base_model), "input_json": str(Path(cfg.input_json).resolve()),
             "latent_dir": str(cfg.latent_dir), "num_frames": int(cfg.num_frames), "height": int(cfg.height),
-            "width": int(cfg.width), "seed": int(cfg.seed), "max_sequence_length": int(cfg.max_sequence_length),
-            "limit_groups": cfg.limit_groups}  # fmt: skip
+            "width": int(cfg.width), "seed": int(cfg.seed),
+            "max_sequence_length": int(cfg.max_sequence_length), "limit_groups": cfg.limit_groups}  # fmt: skip
 
 
 def merge_encoded_shards(cfg: EncodeConfig) -> dict[str, Any]:
@@ -54,12 +54,14 @@ def merge_encoded_shards(cfg: EncodeConfig) -> dict[str, Any]:
         groups: list = []
         for sp, doc in zip(shards, docs):
             if settings_of(doc) != expected:
-                raise ShardError(f"{sp} was not encoded with these settings {expected} (it has {settings_of(doc)})")
+                raise ShardError(f"{sp} was not encoded with these settings {expected} "
+                                 f"(it has {settings_of(doc)})")
             groups += doc["groups"]
         ids = [str(g.get("group_id")) for g in groups]
         if ids != [str(g.get("group_id")) for g in want]:
             raise ShardError(f"the groups of the shards {[str(p) for p in shards]} are not the groups of "
-                             f"{cfg.input_json} ({len(ids)} vs {len(want)}); re-encode the shards from this input")
+                             f"{cfg.input_json} ({len(ids)} vs {len(want)}); "
+                             "re-encode the shards from this input")
         return {**data, "groups": groups + data["groups"][len(want):]}
 
     merge_shard_files(shards, cfg.output_json, combine, settings_of)

@@ -53,7 +53,6 @@ inconsistent torchrun/srun variables, missing shard at ``--merge``);
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

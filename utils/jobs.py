@@ -112,7 +112,8 @@ def find_shards(path: str | os.PathLike, num_shards: int | None = None) -> list[
     elif not found:
         raise ShardError(f"no shard files {stem}.shard<i>of<K>.json found in {p.parent}")
     if len(found) > 1:
-        raise ShardError(f"shard files for different shard counts {sorted(found)} in {p.parent}; pass --num_shards")
+        raise ShardError(f"shard files for different shard counts {sorted(found)} in {p.parent}; "
+                         "pass --num_shards")
     ((k, files),) = found.items()
     missing = [str(shard_path(p, i, k)) for i in range(k) if i not in files]
     if missing:
