@@ -34,6 +34,12 @@ exists, loads and was encoded at the same frame count and size (and groups whose
 does); a video that fails (unreadable, too few
 frames) gets ``"error"`` and is skipped; videos that already carry ``"error"`` (e.g. from the
 scorer) are not encoded.
+
+Sharding (``utils.jobs``, as generation and scoring): ``--num_shards K --shard_index i`` (default:
+the torchrun/srun variables) encodes a contiguous block of the groups into
+``<output>.shard<i>of<K>.json`` (with the run settings under ``"encode_shard"``); ``--merge`` joins
+the shards into the output after checking that every shard is there, all were encoded with the same
+settings and together they are the input's groups (else exit 2).
 """
 
 from __future__ import annotations
@@ -49,7 +55,9 @@ from typing import Any
 import torch
 
 from utils.device import compute_dtype, resolve_device
-from utils.io_utils import atomic_write_bytes, atomic_write_json, read_json, slugify
+from utils.io_utils import JSONInputError, atomic_write_bytes, atomic_write_json, read_json, slugify
+from utils.jobs import ShardError, check_shard, launch_defaults, shard_path, shard_range
+from utils.launcher import SHARD_HELP
 from utils.model_facts import requires_image_latents
 from utils.vae_tiling import enable_vae_memory_savers, encode_latent_dist
 
@@ -94,6 +102,10 @@ class EncodeConfig:
         limit_groups: encode only the first N groups (smoke runs).
         overwrite: re-encode even when files exist.
         retry_errors: re-try videos whose entry carries an ``"error"`` from an earlier encoding.
+        num_shards, shard_index: encode only shard ``shard_index`` of ``num_shards`` (a contiguous
+            block of the groups, :func:`utils.jobs.shard_range`) into
+            :func:`utils.jobs.shard_path` of ``output_json``;
+            :func:`train_dpo.encode_shards.merge_encoded_shards` joins them.
     """
 
     base_model: str
@@ -113,6 +125,8 @@ class EncodeConfig:
     limit_groups: int | None = None
     overwrite: bool = False
     retry_errors: bool = False
+    num_shards: int = 1
+    shard_index: int = 0
 
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -400,6 +414,15 @@ def encode_dataset(cfg: EncodeConfig, pipe=None) -> dict[str, Any]:
     if not latent_dir.is_absolute():
         latent_dir = base / latent_dir
     out_json = Path(cfg.output_json)
+    groups = data["groups"] if cfg.limit_groups is None else data["groups"][: cfg.limit_groups]
+    if int(cfg.num_shards) > 1:  # a shard's output holds its own groups only
+        block = shard_range(len(groups), cfg.shard_index, cfg.num_shards)
+        groups = groups[block.start : block.stop]
+        from train_dpo.encode_shards import SHARD_KEY, shard_settings
+
+        data = {**data, "groups": groups, SHARD_KEY: {"index": int(cfg.shard_index),
+                "num_shards": int(cfg.num_shards), "settings": shard_settings(cfg)}}  # fmt: skip
+        out_json = shard_path(out_json, cfg.shard_index, cfg.num_shards)
     if out_json.is_file() and out_json.resolve() != Path(cfg.input_json).resolve() and not cfg.overwrite:
         try:
             _merge_previous(data["groups"], read_json(out_json))
@@ -422,7 +445,6 @@ def encode_dataset(cfg: EncodeConfig, pipe=None) -> dict[str, Any]:
     stats = dict.fromkeys(
         ["groups", "videos_encoded", "videos_skipped_existing", "videos_skipped_error", "videos_failed",
          "conditions_encoded", "conditions_skipped_existing"], 0)  # fmt: skip
-    groups = data["groups"] if cfg.limit_groups is None else data["groups"][: cfg.limit_groups]
     bar = tqdm(total=sum(len(g.get("videos") or []) for g in groups), desc="encode", unit="video")
     for gi, group in enumerate(groups):
         gid = str(group.get("group_id", gi))
@@ -518,17 +540,23 @@ def build_encode_argparser(defaults: dict[str, Any] | None = None, description: 
     p.add_argument("--limit_groups", type=int, default=d.get("limit_groups"))
     p.add_argument("--overwrite", action="store_true", default=d.get("overwrite"))
     p.add_argument("--retry_errors", action="store_true", default=d.get("retry_errors"))
+    launch, launch_error = launch_defaults()  # an inconsistent environment is reported by run_encode_cli
+    p.set_defaults(launch_error=launch_error, local_rank=launch.local_rank)
+    p.add_argument("--num_shards", type=int, default=launch.num_shards,
+                   help=f"split the groups ({SHARD_HELP})")
+    p.add_argument("--shard_index", type=int, default=launch.shard_index,
+                   help="which shard this process encodes")
+    p.add_argument("--merge", action="store_true",
+                   help="do not encode: merge the shard outputs into --output_json")
     return p
 
 
 def run_encode_cli(argv=None, defaults: dict[str, Any] | None = None, description: str | None = None) -> int:
     """Parse ``argv`` over ``defaults``, run :func:`encode_dataset`; returns an exit code.
 
-    0: done; 2: bad input (missing/malformed JSON, missing arguments).
+    0: done; 2: bad input (missing/malformed JSON, missing arguments, bad or inconsistent shard
+    arguments or launcher variables, a missing or inconsistent shard at ``--merge``).
     """
-    from utils.io_utils import JSONInputError
-
-    from utils.launcher import launch_info
     from utils.log_filters import quiet_expected_messages
 
     args = build_encode_argparser(defaults, description).parse_args(argv)
@@ -538,13 +566,18 @@ def run_encode_cli(argv=None, defaults: dict[str, Any] | None = None, descriptio
     if missing:
         logger.error("missing required settings: %s", ", ".join(missing))
         return 2
-    launch = launch_info()
-    if launch.num_shards > 1:  # every task would encode everything into the same JSON
-        logger.error("encoding is not sharded: run it as one task, not under %s with %d tasks",
-                     launch.source, launch.num_shards)
-        return 2
+    if args.device is None and args.local_rank is not None and torch.cuda.is_available():
+        args.device = f"cuda:{args.local_rank % torch.cuda.device_count()}"  # one GPU per launcher task
     cfg = EncodeConfig(**{f.name: getattr(args, f.name) for f in fields(EncodeConfig)})
     try:
+        if args.launch_error:
+            raise ShardError(args.launch_error)
+        check_shard(cfg.shard_index, cfg.num_shards)
+        if args.merge:
+            from train_dpo.encode_shards import merge_encoded_shards
+
+            print(f"merged: {merge_encoded_shards(cfg)}")
+            return 0
         stats = encode_dataset(cfg)
     except (JSONInputError, ValueError, FileNotFoundError) as e:
         logger.error("%s", e)
