@@ -5,18 +5,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
+from _wan_adapter import RANK, RELEASED_WAN, original_wan_adapter
 from safetensors.torch import save_file
 
 from utils.lora import LoraAdapterError, load_lora_adapter
 from utils.wan_lora import load_wan_lora_adapter
-
-REPO = Path(__file__).resolve().parent.parent
-RELEASED_WAN = REPO / "checkpoints" / "VideoGPA-Wan2.2TI2V-lora"
-RANK = 4
 
 
 def _transformer():
@@ -28,33 +24,6 @@ def _transformer():
         for p in tr.parameters():
             p.add_(torch.randn(p.shape) * 0.02)
     return tr.eval()
-
-
-def _original_adapter(folder: Path, transformer, extra: dict | None = None) -> dict:
-    """Released Wan adapter_config.json (r, alpha, q/k/v/o) with rank RANK, random weights in original Wan key names.
-
-    Returns the same weights keyed by the diffusers module they belong to (own mapping, for comparison).
-    """
-    folder.mkdir(parents=True)
-    cfg = json.loads((RELEASED_WAN / "adapter_config.json").read_text())
-    cfg["r"], cfg["lora_alpha"] = RANK, 2.0 * RANK  # alpha / r = 2 as released (64 / 128)
-    (folder / "adapter_config.json").write_text(json.dumps(cfg))
-    g = torch.Generator().manual_seed(1)
-    names = {"self_attn": "attn1", "cross_attn": "attn2"}
-    lin = {"q": "to_q", "k": "to_k", "v": "to_v", "o": "to_out.0"}
-    original, diffusers_named = {}, {}
-    for i in range(transformer.config.num_layers):
-        for attn, dattn in names.items():
-            for o, d in lin.items():
-                m = transformer.get_submodule(f"blocks.{i}.{dattn}.{d}")
-                a = torch.randn(RANK, m.in_features, generator=g) * 0.3
-                b = torch.randn(m.out_features, RANK, generator=g) * 0.3
-                original[f"base_model.model.blocks.{i}.{attn}.{o}.lora_A.weight"] = a
-                original[f"base_model.model.blocks.{i}.{attn}.{o}.lora_B.weight"] = b
-                diffusers_named[f"base_model.model.blocks.{i}.{dattn}.{d}.lora_A.weight"] = a
-                diffusers_named[f"base_model.model.blocks.{i}.{dattn}.{d}.lora_B.weight"] = b
-    save_file({**original, **(extra or {})}, str(folder / "adapter_model.safetensors"))
-    return diffusers_named
 
 
 def _forward(tr):
@@ -75,7 +44,7 @@ def test_released_wan_config_is_the_upstream_training_config():
 
 def test_original_wan_adapter_equals_same_weights_as_diffusers_adapter(tmp_path):
     base = _forward(_transformer())
-    diffusers_named = _original_adapter(tmp_path / "orig", _transformer())
+    diffusers_named = original_wan_adapter(tmp_path / "orig", _transformer())
 
     converted = load_wan_lora_adapter(_transformer(), tmp_path / "orig", scale=0.2)
     # the same weights as a diffusers-format PEFT adapter, loaded by the generic loader
@@ -107,19 +76,19 @@ def test_original_wan_adapter_equals_same_weights_as_diffusers_adapter(tmp_path)
     "base_model.model.head.head.lora_B.weight",
 ])
 def test_unmapped_key_is_an_error_naming_it(tmp_path, bad_key):
-    _original_adapter(tmp_path / "a", _transformer(), extra={bad_key: torch.zeros(RANK, 24)})
+    original_wan_adapter(tmp_path / "a", _transformer(), extra={bad_key: torch.zeros(RANK, 24)})
     with pytest.raises(LoraAdapterError, match=re.escape(bad_key)):
         load_wan_lora_adapter(_transformer(), tmp_path / "a")
 
 
 def test_block_outside_the_model_and_bad_target_are_errors(tmp_path):
-    _original_adapter(tmp_path / "a", _transformer(),
+    original_wan_adapter(tmp_path / "a", _transformer(),
                       extra={"base_model.model.blocks.9.self_attn.q.lora_A.weight": torch.zeros(RANK, 24),
                              "base_model.model.blocks.9.self_attn.q.lora_B.weight": torch.zeros(24, RANK)})
     with pytest.raises(LoraAdapterError, match=r"blocks\.9\.attn1\.to_q"):
         load_wan_lora_adapter(_transformer(), tmp_path / "a")
     shutil.rmtree(tmp_path / "a")
-    _original_adapter(tmp_path / "a", _transformer())
+    original_wan_adapter(tmp_path / "a", _transformer())
     cfg = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
     cfg["target_modules"] = ["q", "k", "v", "o", "ffn.0"]
     (tmp_path / "a" / "adapter_config.json").write_text(json.dumps(cfg))
