@@ -47,7 +47,7 @@ ADAPTERS = {
     "i2v": ("i2v_adapter_model.safetensors", "VideoGPA-I2V-lora"),  # CogVideoX-5B-I2V
     "t2v15": ("t2v15_adapter_model.safetensors", "VideoGPA-T2V1.5-lora"),  # CogVideoX1.5-5B
     "i2v-1k": ("i2v_1k_adapter_model.safetensors", "VideoGPA-I2V-1K-lora"),  # CogVideoX-5B-I2V, 1,000 steps
-    "ti2v": ("wan_ti2v_adapter_model.safetensors", "VideoGPA-Wan2.2TI2V-lora"),  # Wan2.2-TI2V-5B (original Wan keys)
+    "ti2v": ("wan_ti2v_adapter_model.safetensors", "VideoGPA-Wan2.2TI2V-lora"),  # Wan2.2-TI2V-5B
 }
 
 _CHUNK = 1 << 20

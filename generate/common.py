@@ -366,15 +366,18 @@ def load_pipeline(
     offload: str = "none",
     progress_bar: bool = True,
 ):
-    """Load a CogVideoX pipeline, optionally with a LoRA adapter, ready to generate.
+    """Load a CogVideoX or Wan2.2-TI2V-5B pipeline, optionally with a LoRA adapter, ready to generate.
 
     Args:
         base_model: diffusers pipeline folder or hub id (``THUDM/CogVideoX-5b``, ``THUDM/CogVideoX-5b-I2V``,
-            ``THUDM/CogVideoX1.5-5B``, a tiny model from ``utils.tiny_models``).
-        kind: ``"t2v"`` (``CogVideoXPipeline``) or ``"i2v"`` (``CogVideoXImageToVideoPipeline``).
+            ``THUDM/CogVideoX1.5-5B``, ``Wan-AI/Wan2.2-TI2V-5B-Diffusers``, a tiny model from
+            ``utils.tiny_models``). Wan folders (``model_index.json``) go to ``generate/wan.py``.
+        kind: ``"t2v"`` (``CogVideoXPipeline``; ``WanPipeline``) or ``"i2v"``
+            (``CogVideoXImageToVideoPipeline``; ``WanImageToVideoPipeline``).
         gpu_id: CUDA device index (default 0); CPU when CUDA is unavailable.
         dtype: torch dtype; default bf16 on CUDA, fp32 on CPU (:func:`select_dtype`).
-        lora_path: PEFT LoRA adapter folder (see ``utils.lora``); applied to the transformer.
+        lora_path: PEFT LoRA adapter folder (see ``utils.lora``; Wan: also original-Wan key names,
+            ``utils.wan_lora``); applied to the transformer.
         lora_scale: multiplier of the LoRA delta (0 = base model).
         merge_lora: fold the LoRA into the weights (faster inference, cannot be undone).
         offload: ``"none"`` (whole pipeline on the GPU), ``"model"`` (``enable_model_cpu_offload``,
@@ -382,7 +385,7 @@ def load_pipeline(
             least memory, slowest). Ignored on CPU.
         progress_bar: show diffusers' per-step progress bar.
     Returns:
-        The pipeline; VAE slicing on and VAE tiling on (when exact for this VAE, see
+        The pipeline; VAE slicing on and VAE tiling on (CogVideoX, when exact for this VAE, see
         :func:`_vae_tiling_is_exact`). ``pipe.videogpa_device`` holds the execution device.
     Raises:
         GenerationConfigError: unknown kind/offload, missing model folder, a model of the other kind
@@ -401,7 +404,8 @@ def load_pipeline(
 
     from generate.wan import is_wan_model, load_wan_pipeline
 
-    if is_wan_model(base_model):  # Wan2.2-TI2V-5B: both kinds from one folder, own LoRA key names
+    is_wan = is_wan_model(base_model)
+    if is_wan:  # Wan2.2-TI2V-5B: both kinds from one folder, own LoRA key names
         pipe, apply_lora = load_wan_pipeline(base_model, kind, dtype)
     else:
         pipe, apply_lora = _load_cogvideox_pipeline(base_model, kind, dtype), load_lora_adapter
@@ -410,10 +414,11 @@ def load_pipeline(
         apply_lora(pipe.transformer, lora_path, scale=lora_scale, merge=merge_lora)
 
     pipe.vae.enable_slicing()
-    if _vae_tiling_is_exact(pipe.vae):
+    # Wan: decoded whole, as in its model card and the released run
+    if not is_wan and _vae_tiling_is_exact(pipe.vae):
         pipe.vae.enable_tiling()
     else:
-        logger.debug("VAE tiling left off: tile geometry of this (small) VAE is not exact")
+        logger.debug("VAE tiling left off (Wan, or the tile geometry of this small VAE is not exact)")
 
     if device.type == "cuda" and offload == "model":
         pipe.enable_model_cpu_offload(gpu_id=device.index)
@@ -663,7 +668,8 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
     p.add_argument("--lora_path", default=None, help=f"PEFT LoRA adapter folder, e.g. {example}")
     p.add_argument("--lora_scale", type=float, default=None,
                    help="multiplier of the LoRA delta (0 = base model); default 1, CogVideoX1.5 as released "
-                   "(absolute scaling 0.2: 0.1 for r 64, alpha 128), Wan2.2-TI2V as released (0.2)")  # fmt: skip
+                   "(absolute scaling 0.2: 0.1 for r 64, alpha 128), Wan2.2-TI2V as released "
+                   "(0.2)")  # fmt: skip
     p.add_argument("--merge_lora", action="store_true", help="fold the LoRA into the weights")
     p.add_argument("--gpu_id", type=int, default=None,
                    help="CUDA device index (default: $LOCAL_RANK / $SLURM_LOCALID under torchrun / srun, else 0)")
@@ -677,8 +683,10 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
                    help="classifier-free guidance scale")
     p.add_argument("--num_frames", type=int, default=None,
                    help="default: the checkpoint's (49; 81 for 1.5; 121 for Wan2.2)")
-    p.add_argument("--height", type=int, default=None, help="default: the checkpoint's (480; 768 for 1.5; 704 for Wan2.2)")
-    p.add_argument("--width", type=int, default=None, help="default: the checkpoint's (720; 1360 for 1.5; 1280 for Wan2.2)")
+    p.add_argument("--height", type=int, default=None,
+                   help="default: the checkpoint's (480; 768 for 1.5; 704 for Wan2.2)")
+    p.add_argument("--width", type=int, default=None,
+                   help="default: the checkpoint's (720; 1360 for 1.5; 1280 for Wan2.2)")
     p.add_argument("--fps", type=float, default=defaults["fps"], help="frame rate of the written mp4")
     p.add_argument("--offload", choices=OFFLOAD_MODES, default="none", help="CPU offload to save GPU memory")
     from generate.search_cli import add_search_arguments  # --best_of, --search beam, --verifier ...
@@ -749,7 +757,8 @@ def _run_inference(kind: str, args: argparse.Namespace, reparse=None) -> int:
 
         args = reparse(WAN_SCRIPT_DEFAULTS)  # Wan's steps / guidance / fps where the command line sets none
     if searcher is not None and model.family != "cogvideox":
-        raise GenerationConfigError(f"--best_of / --search are implemented for CogVideoX only, not {args.base_model}")
+        raise GenerationConfigError(
+            f"--best_of / --search are implemented for CogVideoX only, not {args.base_model}")
     num_frames, height, width = resolve_video_size(model, args.num_frames, args.height, args.width)
     lora_scale = args.lora_scale
     if lora_scale is None:

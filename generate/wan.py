@@ -59,9 +59,10 @@ WAN_SCRIPT_DEFAULTS = {"num_inference_steps": 50, "guidance_scale": 5.0, "fps": 
 WAN_LORA_SCALE = 0.2
 # wan_shared_cfg.sample_neg_prompt of the official Wan2.1 / Wan2.2 code (Wan-Video/Wan2.2 wan/configs).
 WAN_NEGATIVE_PROMPT = (
-    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
-    "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
-    "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，"
+    "整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，"
+    "画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
+    "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
 )
 
 
@@ -131,7 +132,8 @@ def load_wan_pipeline(base_model: str | os.PathLike, kind: str, dtype):
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            vae = AutoencoderKLWan.from_pretrained(str(base_model), subfolder="vae", torch_dtype=torch.float32)
+            vae = AutoencoderKLWan.from_pretrained(str(base_model), subfolder="vae",
+                                                   torch_dtype=torch.float32)
             pipe = cls.from_pretrained(str(base_model), vae=vae, torch_dtype=dtype)
     except Exception as e:
         raise _config_error(f"cannot load {cls.__name__} from {base_model}: {e}") from e

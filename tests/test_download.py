@@ -120,7 +120,7 @@ def test_downloaded_folder_passes_adapter_validation(server, tmp_path):
     assert _run(server, tmp_path, "i2v") == 0
     assert validate_adapter_dir(tmp_path / "VideoGPA-I2V-lora") == tmp_path / "VideoGPA-I2V-lora"
     assert not (tmp_path / "VideoGPA-T2V-lora").exists()
-    assert _run(server, tmp_path, "ti2v") == 0  # with the shipped Wan adapter_config.json (r 64, alpha 128, q/k/v/o)
+    assert _run(server, tmp_path, "ti2v") == 0  # + the shipped Wan adapter_config.json (q/k/v/o)
     assert validate_adapter_dir(tmp_path / "VideoGPA-Wan2.2TI2V-lora").name == "VideoGPA-Wan2.2TI2V-lora"
 
 

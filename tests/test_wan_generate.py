@@ -10,7 +10,8 @@ from _wan_adapter import original_wan_adapter
 from PIL import Image
 
 from generate import i2v_inference, t2v_inference
-from generate.common import GenerationConfigError, generate_video, load_pipeline, read_model_defaults, resolve_video_size
+from generate.common import (GenerationConfigError, generate_video, load_pipeline, read_model_defaults,
+                             resolve_video_size)
 from generate.wan import WAN_NEGATIVE_PROMPT
 from utils.video_utils import read_video_frames
 
@@ -33,11 +34,13 @@ def test_t2v_script_with_released_format_adapter(tiny_wan, tmp_path):
     from diffusers import WanTransformer3DModel
 
     adapter = tmp_path / "lora"
-    original_wan_adapter(adapter, WanTransformer3DModel.from_pretrained(str(tiny_wan / "transformer")), std=1.0)
+    transformer = WanTransformer3DModel.from_pretrained(str(tiny_wan / "transformer"))
+    original_wan_adapter(adapter, transformer, std=1.0)
     name = "a_camera_orbits_a_stone_gateway_seed42"
     common = [PROMPT, "--base_model", str(tiny_wan), *SMALL]
     assert t2v_inference.main([*common, "--output_dir", str(tmp_path / "base")]) == 0
-    assert t2v_inference.main([*common, "--output_dir", str(tmp_path / "lora"), "--lora_path", str(adapter)]) == 0
+    lora = ["--lora_path", str(adapter)]
+    assert t2v_inference.main([*common, "--output_dir", str(tmp_path / "lora"), *lora]) == 0
     assert t2v_inference.main([*common, "--output_dir", str(tmp_path / "g3"), "--lora_path", str(adapter),
                                "--guidance_scale", "3"]) == 0  # fmt: skip
     base = read_video_frames(tmp_path / "base" / f"{name}.mp4")

@@ -1,4 +1,4 @@
-"""utils/wan_lora.py: the released Wan adapter format (original Wan module names) on diffusers' WanTransformer3DModel."""
+"""utils/wan_lora.py: the released Wan adapter format (original Wan names) on diffusers' Wan transformer."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def _forward(tr):
     x = torch.randn(1, 48, 2, 4, 4, generator=g)
     text = torch.randn(1, 7, tr.config.text_dim, generator=g)
     with torch.no_grad():
-        return tr(hidden_states=x, timestep=torch.tensor([500]), encoder_hidden_states=text, return_dict=False)[0]
+        return tr(hidden_states=x, timestep=torch.tensor([500]), encoder_hidden_states=text,
+                  return_dict=False)[0]
 
 
 def test_released_wan_config_is_the_upstream_training_config():

@@ -299,7 +299,7 @@ def apply_lora_state_dict(
     adapter_name: str = "videogpa",
     is_trainable: bool = False,
 ) -> torch.nn.Module:
-    """Apply LoRA weights already in memory to ``transformer`` in place (the body of :func:`load_lora_adapter`).
+    """Apply LoRA weights in memory to ``transformer`` in place (the body of :func:`load_lora_adapter`).
 
     For adapters whose file needs converting first (e.g. ``utils.wan_lora``: adapters of the original
     Wan code). Arguments as :func:`load_lora_adapter`, plus:

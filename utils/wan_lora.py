@@ -55,7 +55,8 @@ _ORIGINAL_KEY = re.compile(
     r"^" + re.escape(PEFT_KEY_PREFIX) + r"(blocks\.\d+\.(?:self_attn|cross_attn)\.[qkvo]\.lora_[AB]\.weight)$"
 )
 _DIFFUSERS_KEY = re.compile(
-    r"^" + re.escape(PEFT_KEY_PREFIX) + r"blocks\.\d+\.attn[12]\.(?:to_q|to_k|to_v|to_out\.0)\.lora_[AB]\.weight$"
+    r"^" + re.escape(PEFT_KEY_PREFIX)
+    + r"blocks\.\d+\.attn[12]\.(?:to_q|to_k|to_v|to_out\.0)\.lora_[AB]\.weight$"
 )
 _ORIGINAL_MARKERS = (".self_attn.", ".cross_attn.")
 
@@ -112,7 +113,8 @@ def convert_original_wan_config(config, source: str | os.PathLike = "<config>"):
     """
     targets = config.target_modules
     if isinstance(targets, str):
-        raise LoraAdapterError(f"{source}: target_modules is the pattern {targets!r}; expected a list of q, k, v, o")
+        raise LoraAdapterError(
+            f"{source}: target_modules is the pattern {targets!r}; expected a list of q, k, v, o")
     bad = sorted(t for t in targets if t not in ORIGINAL_WAN_TARGETS)
     if bad:
         raise LoraAdapterError(
@@ -157,7 +159,8 @@ def load_wan_lora_adapter(
         return load_lora_adapter(transformer, folder, scale=scale, merge=merge, adapter_name=adapter_name)
     config = convert_original_wan_config(read_adapter_config(folder), folder / "adapter_config.json")
     state = convert_original_wan_lora(load_file(str(weights), device="cpu"), weights)
-    apply_lora_state_dict(transformer, config, state, weights, scale=scale, merge=merge, adapter_name=adapter_name)
+    apply_lora_state_dict(transformer, config, state, weights, scale=scale, merge=merge,
+                          adapter_name=adapter_name)
     logger.info("loaded LoRA adapter %s (original Wan names, converted; scale %g%s)", folder, scale,
                 ", merged" if merge else "")  # fmt: skip
     return transformer
