@@ -238,13 +238,16 @@ def default_lora_scale(defaults: ModelDefaults, lora_path: str | os.PathLike | N
     1.0 (the adapter as trained), except for a model whose released inference used another
     absolute scaling (CogVideoX1.5 T2V: 0.2, upstream ``generate/CogVideoX1.5-5B.py:generate``):
     ``defaults.lora_scaling * r / alpha`` of the adapter at ``lora_path`` (0.1 for the released
-    ``VideoGPA-T2V1.5-lora``, r 64, alpha 128), which gives the same ``0.2 B @ A``.
+    ``VideoGPA-T2V1.5-lora``, r 64, alpha 128), which gives the same ``0.2 B @ A``; or a model whose
+    released inference multiplied ``alpha / r`` itself: ``defaults.lora_multiplier`` (Wan2.2-TI2V:
+    0.2, upstream ``generate/Wan2.2-TI2V-5B.py --lora_weight``).
 
     Raises:
         LoraAdapterError: unreadable ``adapter_config.json``.
     """
-    if defaults.lora_multiplier is not None and lora_path is not None:
-        return float(defaults.lora_multiplier)  # a multiplier of alpha / r already (Wan2.2-TI2V: 0.2)
+    multiplier = getattr(defaults, "lora_multiplier", None)  # a multiplier of alpha / r (Wan2.2-TI2V: 0.2)
+    if multiplier is not None and lora_path is not None:
+        return float(multiplier)
     if defaults.lora_scaling is None or lora_path is None:
         return 1.0
     cfg = read_adapter_config(lora_path)
