@@ -144,7 +144,7 @@ class WanFamily(ModelFamily):
             utils.hub.ModelNotAvailableError: not a local folder and not in the hub cache.
             KeyError: the scheduler config has no ``flow_shift`` (not a Wan flow-matching scheduler).
         """
-        from diffusers import DiffusionPipeline, SchedulerMixin, WanTransformer3DModel
+        from diffusers import DiffusionPipeline, UniPCMultistepScheduler, WanTransformer3DModel
 
         from utils.hub import check_hub_model
 
@@ -152,7 +152,8 @@ class WanFamily(ModelFamily):
         transformer = WanTransformer3DModel.from_pretrained(
             str(base_model), subfolder="transformer", torch_dtype=dtype
         )
-        sched = SchedulerMixin.load_config(str(base_model), subfolder="scheduler")
+        # load_config only reads scheduler/scheduler_config.json (whatever the scheduler class)
+        sched = UniPCMultistepScheduler.load_config(str(base_model), subfolder="scheduler")
         if "flow_shift" not in sched:
             raise KeyError(f"{base_model}: scheduler config has no flow_shift (not a Wan flow scheduler)")
         index = DiffusionPipeline.load_config(str(base_model))
