@@ -34,6 +34,9 @@ exists, loads and was encoded at the same frame count and size (and groups whose
 does); a video that fails (unreadable, too few
 frames) gets ``"error"`` and is skipped; videos that already carry ``"error"`` (e.g. from the
 scorer) are not encoded.
+
+The model-specific steps sit behind an encoder object (:class:`CogVideoXEncoder` here; Wan2.2:
+``train_dpo.encode_wan.WanEncoder``); the JSON, file and resume logic above is shared.
 """
 
 from __future__ import annotations
