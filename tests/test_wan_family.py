@@ -82,12 +82,14 @@ def test_transformer_inputs_equal_the_pipelines(tiny_wan, fixtures_dir, mode):
         noise = torch.randn(hidden.shape, generator=torch.Generator().manual_seed(i))
         x0 = (hidden - sigmas[i] * noise) / (1 - sigmas[i])
         inputs, target = family.model_inputs(x0, noise, torch.tensor([t]), kw["encoder_hidden_states"], image)
-        expected = {k: v for k, v in kw.items() if v is not None and k not in ("attention_kwargs", "return_dict")}
+        skip = ("attention_kwargs", "return_dict")
+        expected = {k: v for k, v in kw.items() if v is not None and k not in skip}
         assert set(inputs) == set(expected)
         assert torch.equal(inputs["timestep"], kw["timestep"]) and inputs["timestep"].dtype == torch.float32
         assert torch.equal(inputs["encoder_hidden_states"], kw["encoder_hidden_states"])
         diff = (inputs["hidden_states"] - hidden).abs().max().item()
-        print(f"\n{mode} step {i} (t={t}, timestep {kw['timestep'][0, -1].item():.0f}): hidden max abs diff {diff:.2e}")
+        ts = kw["timestep"][0, -1].item()
+        print(f"\n{mode} step {i} (t={t}, timestep {ts:.0f}): hidden max abs diff {diff:.2e}")
         assert diff < 1e-5
         if mode == "ti2v":
             assert torch.equal(inputs["hidden_states"][:, :, :1], image)
@@ -270,13 +272,15 @@ def test_train_script_on_tiny_wan(tiny_wan, tmp_path):
         for j, (x, score) in enumerate([(w, 0.2), (lo, 0.6)]):
             save_file({"latents": x}, str(tmp_path / gid / f"v{j}.safetensors"))
             videos.append({"video_path": f"{gid}/seed_{j}.mp4", "seed": j, "consistency_score": score,
-                           "motion_norm": 0.1, "motion_norm_released": 0.1, "latent_path": f"{gid}/v{j}.safetensors"})
+                           "motion_norm": 0.1, "motion_norm_released": 0.1,
+                           "latent_path": f"{gid}/v{j}.safetensors"})
         groups.append({"group_id": gid, "prompt": PROMPT, "condition_path": f"{gid}/condition.safetensors",
                        "videos": videos})
     (tmp_path / "enc.json").write_text(json.dumps({"groups": groups}))
     main = runpy.run_path(str(REPO / "train_dpo" / "Wan2.2-TI2V-5B_lora" / "04_train.py"))["main"]
     out = tmp_path / "out"
-    rc = main(["--base_model", str(tiny_wan), "--train_json", str(tmp_path / "enc.json"), "--output_dir", str(out),
+    rc = main(["--base_model", str(tiny_wan), "--train_json", str(tmp_path / "enc.json"),
+               "--output_dir", str(out),
                "--max_steps", "20", "--learning_rate", "1e-3", "--warmup_steps", "0", "--global_batch", "2",
                "--batch_size", "2", "--lora_rank", "8", "--lora_alpha", "8", "--val_fraction", "0.25",
                "--val_every", "10", "--checkpoint_every", "10", "--num_workers", "0", "--devices", "1",
@@ -284,7 +288,8 @@ def test_train_script_on_tiny_wan(tiny_wan, tmp_path):
     assert rc == 0
     history = json.loads((out / "val_history.json").read_text())
     print("\nWan 04_train held-out validation:", history)
-    assert history[-1]["step"] == 20 and history[-1]["reward_margin"] > 0 and history[-1]["loss"] < math.log(2)
+    last = history[-1]
+    assert last["step"] == 20 and last["reward_margin"] > 0 and last["loss"] < math.log(2)
     cfg = json.loads((out / "final_lora" / "adapter_config.json").read_text())
     assert cfg["auto_mapping"]["base_model_class"] == "WanTransformer3DModel"
     assert set(cfg["target_modules"]) == set(WanFamily.lora_targets) and cfg["r"] == 8

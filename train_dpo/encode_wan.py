@@ -113,7 +113,8 @@ def wan_vae_mean_latents(vae, video: torch.Tensor) -> torch.Tensor:
 
 
 class WanEncoder:
-    """The Wan side of :func:`train_dpo.encode.encode_dataset` (interface: ``train_dpo.encode.CogVideoXEncoder``).
+    """The Wan side of :func:`train_dpo.encode.encode_dataset` (interface:
+    :class:`train_dpo.encode.CogVideoXEncoder`).
 
     Images are optional (``image_mode = "optional"``): a group with ``image_path`` gets
     ``image_latents``, one without is text-to-video.

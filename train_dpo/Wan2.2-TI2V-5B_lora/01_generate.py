@@ -1,4 +1,4 @@
-"""Step 1 of the Wan2.2-TI2V-5B DPO recipe: generate candidate videos (text+image-to-video, 4 seeds per prompt).
+"""Step 1 of the Wan2.2-TI2V-5B DPO recipe: generate candidate videos (text+image-to-video, 4 seeds).
 
     python train_dpo/Wan2.2-TI2V-5B_lora/01_generate.py                       # everything, one process
     python train_dpo/Wan2.2-TI2V-5B_lora/01_generate.py --num_shards 8 --shard_index $i --gpu_id $i

@@ -16,8 +16,9 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 # --- configuration (every value can be overridden on the command line) ---
-INPUT_JSON = str(REPO_ROOT / "outputs" / "candidates" / "Wan2.2-TI2V-5B" / "groups.json")  # from 01_generate.py
-OUTPUT_JSON = str(REPO_ROOT / "outputs" / "candidates" / "Wan2.2-TI2V-5B" / "groups_scored.json")
+CANDIDATES = REPO_ROOT / "outputs" / "candidates" / "Wan2.2-TI2V-5B"
+INPUT_JSON = str(CANDIDATES / "groups.json")  # from 01_generate.py
+OUTPUT_JSON = str(CANDIDATES / "groups_scored.json")
 
 
 def main(argv=None) -> int:

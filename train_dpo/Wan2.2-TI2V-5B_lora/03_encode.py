@@ -22,7 +22,9 @@ from utils.scripts import script_defaults  # noqa: E402
 
 # --- configuration (every value can be overridden on the command line) ---
 BASE_MODEL = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
-INPUT_JSON = str(REPO_ROOT / "outputs" / "candidates" / "Wan2.2-TI2V-5B" / "groups_scored.json")  # 02_score.py
+INPUT_JSON = str(
+    REPO_ROOT / "outputs" / "candidates" / "Wan2.2-TI2V-5B" / "groups_scored.json"
+)  # from 02_score.py
 OUTPUT_JSON = str(REPO_ROOT / "outputs" / "candidates" / "Wan2.2-TI2V-5B" / "groups_encoded.json")
 BASE_PATH = None  # JSON paths are relative to this; None: the folder of INPUT_JSON
 LATENT_DIR = "latents"  # relative paths are under BASE_PATH

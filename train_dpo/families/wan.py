@@ -246,7 +246,8 @@ class WanFamily(ModelFamily):
         if timesteps.shape != (n,):
             raise ValueError(f"timesteps must be [{n}], got {tuple(timesteps.shape)}")
         device = x0.device
-        sigma = flow_sigmas(timesteps, self.num_train_timesteps, self.flow_shift).to(device).view(n, 1, 1, 1, 1)
+        sigma = flow_sigmas(timesteps, self.num_train_timesteps, self.flow_shift).to(device)
+        sigma = sigma.view(n, 1, 1, 1, 1)
         z_t = (1.0 - sigma) * x0 + sigma * noise
         t_model = self.model_timesteps(timesteps).to(device)
         if image_latents is not None:
