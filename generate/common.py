@@ -17,6 +17,10 @@ Video size defaults (read from the checkpoint, not hard-coded):
 
 That gives CogVideoX-5B / 5B-I2V 49 frames 480x720, CogVideoX1.5-5B 81 frames 768x1360, and the
 tiny test models (``utils.tiny_models``) their own sizes.
+
+Wan2.2-TI2V-5B (``model_index.json`` ``_class_name`` ``WanPipeline``) is dispatched to
+``generate/wan.py``: its pipelines, defaults (121 frames 704x1280, 50 steps, guidance 5.0, 24 fps)
+and LoRA key conversion.
 """
 
 from __future__ import annotations
@@ -100,6 +104,11 @@ class ModelDefaults:
             this height/width and at most this many frames work.
         lora_scaling: absolute LoRA scaling (the factor on ``B @ A``) that the released inference
             applies to this model's adapter, or None for "as trained" (see :func:`default_lora_scale`).
+        frame_step: valid frame counts are ``frame_step * k + 1``; None: ``2 * frame_multiple``
+            (CogVideoX, see :func:`resolve_video_size`); Wan2.2: 4.
+        lora_multiplier: default ``--lora_scale`` (multiplier of the trained ``alpha / r``) of the
+            released inference, or None (Wan2.2-TI2V: 0.2, see ``generate/wan.py``).
+        family: ``"cogvideox"`` or ``"wan"`` (``generate/wan.py``).
     """
 
     num_frames: int
@@ -109,6 +118,9 @@ class ModelDefaults:
     size_multiple: int = 16
     fixed_size: bool = False
     lora_scaling: float | None = None
+    frame_step: int | None = None
+    lora_multiplier: float | None = None
+    family: str = "cogvideox"
 
 
 @dataclass
@@ -226,11 +238,16 @@ def default_lora_scale(defaults: ModelDefaults, lora_path: str | os.PathLike | N
     1.0 (the adapter as trained), except for a model whose released inference used another
     absolute scaling (CogVideoX1.5 T2V: 0.2, upstream ``generate/CogVideoX1.5-5B.py:generate``):
     ``defaults.lora_scaling * r / alpha`` of the adapter at ``lora_path`` (0.1 for the released
-    ``VideoGPA-T2V1.5-lora``, r 64, alpha 128), which gives the same ``0.2 B @ A``.
+    ``VideoGPA-T2V1.5-lora``, r 64, alpha 128), which gives the same ``0.2 B @ A``; or a model whose
+    released inference multiplied ``alpha / r`` itself: ``defaults.lora_multiplier`` (Wan2.2-TI2V:
+    0.2, upstream ``generate/Wan2.2-TI2V-5B.py --lora_weight``).
 
     Raises:
         LoraAdapterError: unreadable ``adapter_config.json``.
     """
+    multiplier = getattr(defaults, "lora_multiplier", None)  # a multiplier of alpha / r (Wan2.2-TI2V: 0.2)
+    if multiplier is not None and lora_path is not None:
+        return float(multiplier)
     if defaults.lora_scaling is None or lora_path is None:
         return 1.0
     cfg = read_adapter_config(lora_path)
@@ -248,7 +265,7 @@ def _check_base_model(base_model: str) -> None:
     if not looks_like_hub_id:
         raise GenerationConfigError(f"base model folder not found: {base_model}")
     try:
-        check_hub_model(base_model, ("model_index.json",), "CogVideoX model", "--base_model")
+        check_hub_model(base_model, ("model_index.json",), "video model", "--base_model")
     except ModelNotAvailableError as e:
         raise GenerationConfigError(str(e)) from e
 
@@ -261,7 +278,11 @@ def read_model_defaults(base_model: str | os.PathLike) -> ModelDefaults:
     """
     from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
 
+    from generate.wan import is_wan_model, wan_model_defaults
+
     _check_base_model(str(base_model))
+    if is_wan_model(base_model):
+        return wan_model_defaults()
     try:
         tcfg = CogVideoXTransformer3DModel.load_config(str(base_model), subfolder="transformer")
         vcfg = AutoencoderKLCogVideoX.load_config(str(base_model), subfolder="vae")
@@ -295,7 +316,7 @@ def resolve_video_size(
     # The VAE compresses 4 frames into one latent frame after the first; its decoder only restores
     # 1 + 4 (L - 1) frames for an odd number L of latent frames (an even L comes back as 4 L frames),
     # hence 8k + 1 (49 = 13 latent frames, 81 = 21).
-    m = 2 * defaults.frame_multiple
+    m = defaults.frame_step or 2 * defaults.frame_multiple
     if f < 1 or (f - 1) % m:
         raise GenerationConfigError(f"num_frames must be {m}k + 1 (e.g. {defaults.num_frames}), got {f}")
     s = defaults.size_multiple
@@ -348,15 +369,18 @@ def load_pipeline(
     offload: str = "none",
     progress_bar: bool = True,
 ):
-    """Load a CogVideoX pipeline, optionally with a LoRA adapter, ready to generate.
+    """Load a CogVideoX or Wan2.2-TI2V-5B pipeline, optionally with a LoRA adapter, ready to generate.
 
     Args:
         base_model: diffusers pipeline folder or hub id (``THUDM/CogVideoX-5b``, ``THUDM/CogVideoX-5b-I2V``,
-            ``THUDM/CogVideoX1.5-5B``, a tiny model from ``utils.tiny_models``).
-        kind: ``"t2v"`` (``CogVideoXPipeline``) or ``"i2v"`` (``CogVideoXImageToVideoPipeline``).
+            ``THUDM/CogVideoX1.5-5B``, ``Wan-AI/Wan2.2-TI2V-5B-Diffusers``, a tiny model from
+            ``utils.tiny_models``). Wan folders (``model_index.json``) go to ``generate/wan.py``.
+        kind: ``"t2v"`` (``CogVideoXPipeline``; ``WanPipeline``) or ``"i2v"``
+            (``CogVideoXImageToVideoPipeline``; ``WanImageToVideoPipeline``).
         gpu_id: CUDA device index (default 0); CPU when CUDA is unavailable.
         dtype: torch dtype; default bf16 on CUDA, fp32 on CPU (:func:`select_dtype`).
-        lora_path: PEFT LoRA adapter folder (see ``utils.lora``); applied to the transformer.
+        lora_path: PEFT LoRA adapter folder (see ``utils.lora``; Wan: also original-Wan key names,
+            ``utils.wan_lora``); applied to the transformer.
         lora_scale: multiplier of the LoRA delta (0 = base model).
         merge_lora: fold the LoRA into the weights (faster inference, cannot be undone).
         offload: ``"none"`` (whole pipeline on the GPU), ``"model"`` (``enable_model_cpu_offload``,
@@ -364,7 +388,7 @@ def load_pipeline(
             least memory, slowest). Ignored on CPU.
         progress_bar: show diffusers' per-step progress bar.
     Returns:
-        The pipeline; VAE slicing on and VAE tiling on (when exact for this VAE, see
+        The pipeline; VAE slicing on and VAE tiling on (CogVideoX, when exact for this VAE, see
         :func:`_vae_tiling_is_exact`). ``pipe.videogpa_device`` holds the execution device.
     Raises:
         GenerationConfigError: unknown kind/offload, missing model folder, a model of the other kind
@@ -381,6 +405,40 @@ def load_pipeline(
     device = select_device(gpu_id)
     dtype = dtype or select_dtype(device)
 
+    from generate.wan import is_wan_model, load_wan_pipeline
+
+    is_wan = is_wan_model(base_model)
+    if is_wan:  # Wan2.2-TI2V-5B: both kinds from one folder, own LoRA key names
+        pipe, apply_lora = load_wan_pipeline(base_model, kind, dtype)
+    else:
+        pipe, apply_lora = _load_cogvideox_pipeline(base_model, kind, dtype), load_lora_adapter
+
+    if lora_path is not None:
+        apply_lora(pipe.transformer, lora_path, scale=lora_scale, merge=merge_lora)
+
+    pipe.vae.enable_slicing()
+    # Wan: decoded whole, as in its model card and the released run
+    if not is_wan and _vae_tiling_is_exact(pipe.vae):
+        pipe.vae.enable_tiling()
+    else:
+        logger.debug("VAE tiling left off (Wan, or the tile geometry of this small VAE is not exact)")
+
+    if device.type == "cuda" and offload == "model":
+        pipe.enable_model_cpu_offload(gpu_id=device.index)
+    elif device.type == "cuda" and offload == "sequential":
+        pipe.enable_sequential_cpu_offload(gpu_id=device.index)
+    else:
+        if offload != "none":
+            logger.warning("--offload %s has no effect on CPU", offload)
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=not progress_bar, leave=False)
+    pipe.videogpa_device = device
+    pipe.videogpa_kind = kind
+    pipe.videogpa_base_model = str(base_model)
+    return pipe
+
+
+def _load_cogvideox_pipeline(base_model, kind: str, dtype):
     from diffusers import CogVideoXImageToVideoPipeline, CogVideoXPipeline
 
     cls = CogVideoXImageToVideoPipeline if kind == "i2v" else CogVideoXPipeline
@@ -400,28 +458,6 @@ def load_pipeline(
             f"{base_model} looks like a {other} model (transformer in_channels {in_ch}, VAE latent "
             f"channels {latent}); use the {'t2v' if kind == 'i2v' else 'i2v'} script for it"
         )
-
-    if lora_path is not None:
-        load_lora_adapter(pipe.transformer, lora_path, scale=lora_scale, merge=merge_lora)
-
-    pipe.vae.enable_slicing()
-    if _vae_tiling_is_exact(pipe.vae):
-        pipe.vae.enable_tiling()
-    else:
-        logger.debug("VAE tiling left off: tile geometry of this (small) VAE is not exact")
-
-    if device.type == "cuda" and offload == "model":
-        pipe.enable_model_cpu_offload(gpu_id=device.index)
-    elif device.type == "cuda" and offload == "sequential":
-        pipe.enable_sequential_cpu_offload(gpu_id=device.index)
-    else:
-        if offload != "none":
-            logger.warning("--offload %s has no effect on CPU", offload)
-        pipe.to(device)
-    pipe.set_progress_bar_config(disable=not progress_bar, leave=False)
-    pipe.videogpa_device = device
-    pipe.videogpa_kind = kind
-    pipe.videogpa_base_model = str(base_model)
     return pipe
 
 
@@ -475,7 +511,8 @@ def generate_video(
         num_frames, height, width: video size (see :func:`resolve_video_size`).
         num_inference_steps: DDIM steps (50 in the paper setup).
         guidance_scale: classifier-free guidance scale (6.0).
-        negative_prompt: optional negative prompt (CogVideoX uses none by default).
+        negative_prompt: optional negative prompt; None: the pipeline's ``videogpa_negative_prompt``
+            (Wan2.2: Wan's default, ``generate/wan.py``), else none (CogVideoX).
     Returns:
         uint8 array ``[num_frames, height, width, 3]`` RGB, 0..255.
     Raises:
@@ -483,6 +520,8 @@ def generate_video(
     """
     import torch
 
+    if negative_prompt is None:
+        negative_prompt = getattr(pipe, "videogpa_negative_prompt", None)
     kwargs = dict(
         prompt=prompt,
         negative_prompt=negative_prompt,
@@ -618,7 +657,7 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
     """
     what = "text-to-video" if kind == "t2v" else "image-to-video"
     p = argparse.ArgumentParser(
-        description=f"CogVideoX {what} inference, optionally with a VideoGPA LoRA adapter.",
+        description=f"CogVideoX / Wan2.2-TI2V {what} inference, optionally with a VideoGPA LoRA adapter.",
         formatter_class=_DefaultsFormatter,
     )
     p.add_argument("prompt", nargs="?", help="text prompt (or use --prompt_json)")
@@ -632,7 +671,8 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
     p.add_argument("--lora_path", default=None, help=f"PEFT LoRA adapter folder, e.g. {example}")
     p.add_argument("--lora_scale", type=float, default=None,
                    help="multiplier of the LoRA delta (0 = base model); default 1, CogVideoX1.5 as released "
-                   "(absolute scaling 0.2: 0.1 for r 64, alpha 128)")  # fmt: skip
+                   "(absolute scaling 0.2: 0.1 for r 64, alpha 128), Wan2.2-TI2V as released "
+                   "(0.2)")  # fmt: skip
     p.add_argument("--merge_lora", action="store_true", help="fold the LoRA into the weights")
     p.add_argument("--gpu_id", type=int, default=None,
                    help="CUDA device index (default: $LOCAL_RANK / $SLURM_LOCALID under torchrun / srun, else 0)")
@@ -644,9 +684,12 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
                    help="denoising steps")
     p.add_argument("--guidance_scale", type=float, default=defaults["guidance_scale"],
                    help="classifier-free guidance scale")
-    p.add_argument("--num_frames", type=int, default=None, help="default: the checkpoint's (49; 81 for 1.5)")
-    p.add_argument("--height", type=int, default=None, help="default: the checkpoint's (480; 768 for 1.5)")
-    p.add_argument("--width", type=int, default=None, help="default: the checkpoint's (720; 1360 for 1.5)")
+    p.add_argument("--num_frames", type=int, default=None,
+                   help="default: the checkpoint's (49; 81 for 1.5; 121 for Wan2.2)")
+    p.add_argument("--height", type=int, default=None,
+                   help="default: the checkpoint's (480; 768 for 1.5; 704 for Wan2.2)")
+    p.add_argument("--width", type=int, default=None,
+                   help="default: the checkpoint's (720; 1360 for 1.5; 1280 for Wan2.2)")
     p.add_argument("--fps", type=float, default=defaults["fps"], help="frame rate of the written mp4")
     p.add_argument("--offload", choices=OFFLOAD_MODES, default="none", help="CPU offload to save GPU memory")
     from generate.search_cli import add_search_arguments  # --best_of, --search beam, --verifier ...
@@ -672,14 +715,19 @@ def inference_main(kind: str, argv: Sequence[str] | None, defaults: Mapping[str,
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     quiet_expected_messages()
+
+    def reparse(family: Mapping[str, Any]) -> argparse.Namespace:
+        return build_inference_parser(kind, {**defaults, **family}).parse_args(argv)
+
     try:
-        return _run_inference(kind, args)
+        return _run_inference(kind, args, reparse)
     except (GenerationConfigError, LoraAdapterError, JSONInputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
-def _run_inference(kind: str, args: argparse.Namespace) -> int:
+def _run_inference(kind: str, args: argparse.Namespace, reparse=None) -> int:
+    """``reparse(family_defaults)``: the command line parsed again with a model family's defaults."""
     image_arg = getattr(args, "image", None)
     if args.prompt_json:
         if args.prompt or image_arg:
@@ -707,6 +755,13 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
     searcher = searcher_from_args(args)  # None: plain generation
     out_dir = Path(args.output_dir)
     model = read_model_defaults(args.base_model)
+    if model.family == "wan" and reparse is not None:
+        from generate.wan import WAN_SCRIPT_DEFAULTS
+
+        args = reparse(WAN_SCRIPT_DEFAULTS)  # Wan's steps / guidance / fps where the command line sets none
+    if searcher is not None and model.family != "cogvideox":
+        raise GenerationConfigError(
+            f"--best_of / --search are implemented for CogVideoX only, not {args.base_model}")
     num_frames, height, width = resolve_video_size(model, args.num_frames, args.height, args.width)
     lora_scale = args.lora_scale
     if lora_scale is None:

@@ -43,6 +43,7 @@ __all__ = [
     "read_adapter_config",
     "validate_adapter_dir",
     "load_lora_adapter",
+    "apply_lora_state_dict",
     "set_lora_scale",
     "get_lora_state_dict",
     "save_lora_adapter",
@@ -274,13 +275,53 @@ def load_lora_adapter(
         LoraAdapterError: see :func:`validate_adapter_dir`; also when loading leaves LoRA weights unset.
         ValueError: ``merge=True`` on a model that already has LoRA layers, or ``adapter_name`` in use.
     """
-    from peft import inject_adapter_in_model, set_peft_model_state_dict
-    from peft.tuners.lora import LoraLayer
     from safetensors.torch import load_file
 
-    model = _unwrap(transformer)
-    folder = validate_adapter_dir(path, model)
+    folder = validate_adapter_dir(path)  # keys and shapes against the model: apply_lora_state_dict
     config = read_adapter_config(folder)
+    weights = folder / ADAPTER_WEIGHTS_NAME
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as e:
+        raise LoraAdapterError(f"cannot read LoRA adapter weights {weights}: {e}") from e
+    apply_lora_state_dict(transformer, config, state, weights, scale, merge, adapter_name, is_trainable)
+    logger.info("loaded LoRA adapter %s (scale %g%s)", folder, scale, ", merged" if merge else "")
+    return transformer
+
+
+def apply_lora_state_dict(
+    transformer: torch.nn.Module,
+    config,
+    state: dict[str, torch.Tensor],
+    source: str | os.PathLike,
+    scale: float = 1.0,
+    merge: bool = False,
+    adapter_name: str = "videogpa",
+    is_trainable: bool = False,
+) -> torch.nn.Module:
+    """Apply LoRA weights in memory to ``transformer`` in place (the body of :func:`load_lora_adapter`).
+
+    For adapters whose file needs converting first (e.g. ``utils.wan_lora``: adapters of the original
+    Wan code). Arguments as :func:`load_lora_adapter`, plus:
+
+    Args:
+        config: ``peft.LoraConfig`` whose ``target_modules`` name modules of ``transformer``.
+        state: ``{"base_model.model.<module>.lora_A.weight": [r, in], ...lora_B.weight: [out, r]}``.
+        source: the file the weights came from (named in error messages).
+    Raises:
+        LoraAdapterError: keys or shapes that do not fit ``transformer`` (every target module needs
+            both A and B), or loading leaves LoRA weights unset.
+        ValueError: see :func:`load_lora_adapter`.
+    """
+    from peft import inject_adapter_in_model, set_peft_model_state_dict
+    from peft.tuners.lora import LoraLayer
+
+    model = _unwrap(transformer)
+    weights = Path(source)
+    bad = [k for k in state if not (k.startswith(PEFT_KEY_PREFIX) and k.endswith(_LORA_SUFFIXES))]
+    if bad:
+        raise LoraAdapterError(f"{weights}: {len(bad)} key(s) are not PEFT LoRA keys, e.g. {bad[0]!r}")
+    _check_keys_fit(weights, config, {k: tuple(v.shape) for k, v in state.items()}, model)
     config.inference_mode = not is_trainable
     already = any(isinstance(m, LoraLayer) for m in model.modules())
     if merge and already:
@@ -288,13 +329,7 @@ def load_lora_adapter(
     if adapter_name in (getattr(model, "peft_config", None) or {}):
         raise ValueError(f"the model already has an adapter named {adapter_name!r}")
 
-    weights = folder / ADAPTER_WEIGHTS_NAME
-    try:
-        state = load_file(str(weights), device="cpu")
-    except Exception as e:
-        raise LoraAdapterError(f"cannot read LoRA adapter weights {weights}: {e}") from e
     state = {k[len(PEFT_KEY_PREFIX) :]: v for k, v in state.items()}
-
     if hasattr(model, "add_adapter") and hasattr(model, "_hf_peft_config_loaded"):
         model.add_adapter(config, adapter_name=adapter_name)  # diffusers' PeftAdapterMixin bookkeeping
     else:
@@ -310,7 +345,6 @@ def load_lora_adapter(
     set_lora_scale(model, scale, adapter_name)
     if merge:
         _merge_and_unload(model, adapter_name)
-    logger.info("loaded LoRA adapter %s (scale %g%s)", folder, scale, ", merged" if merge else "")
     return transformer
 
 

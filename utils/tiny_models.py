@@ -2,11 +2,11 @@
 
 No machine of this project reaches the model hubs, so every code path that loads a real checkpoint
 (``THUDM/CogVideoX-5b``, ``THUDM/CogVideoX-5b-I2V``, ``THUDM/CogVideoX1.5-5B``,
-``Wan-AI/Wan2.2-TI2V-5B-Diffusers``, ``facebook/VGGT-1B``) is exercised on tiny models built here from configs. Each tiny pipeline has
-the same component classes and the same config keys as the real repository (``model_index.json``,
-``tokenizer/``, ``text_encoder/``, ``vae/``, ``transformer/``, ``scheduler/``), written with
-``save_pretrained`` and loaded back through the very ``from_pretrained`` call a user's real
-checkpoint takes. Only the sizes differ.
+``Wan-AI/Wan2.2-TI2V-5B-Diffusers``, ``facebook/VGGT-1B``) is exercised on tiny models built here
+from configs. Each tiny pipeline has the same component classes and the same config keys as the
+real repository (``model_index.json``, ``tokenizer/``, ``text_encoder/``, ``vae/``,
+``transformer/``, ``scheduler/``), written with ``save_pretrained`` and loaded back through the
+very ``from_pretrained`` call a user's real checkpoint takes. Only the sizes differ.
 
 =====================  ======================================  ===================================
 name                   mirrors                                 what makes it that model
@@ -300,7 +300,7 @@ def write_pipeline_folder(build, out_dir: str | Path, info: dict) -> Path:
 
 
 def build_tiny_wan(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write a tiny Wan2.2-TI2V-5B pipeline in the ``Wan-AI/Wan2.2-TI2V-5B-Diffusers`` format (see ``utils.tiny_wan``)."""
+    """Write a tiny Wan2.2-TI2V-5B pipeline (format of ``Wan-AI/Wan2.2-TI2V-5B-Diffusers``; ``utils.tiny_wan``)."""
     from utils.tiny_wan import write_tiny_wan
 
     return write_tiny_wan(out_dir, seed=seed)

@@ -1,4 +1,4 @@
-"""A tiny, seeded Wan2.2-TI2V-5B pipeline folder with the on-disk format of ``Wan-AI/Wan2.2-TI2V-5B-Diffusers``.
+"""A tiny, seeded Wan2.2-TI2V-5B pipeline folder in the format of ``Wan-AI/Wan2.2-TI2V-5B-Diffusers``.
 
 Same component classes and the same config keys as the real repository, written with
 ``save_pretrained`` and loaded back with ``DiffusionPipeline.from_pretrained`` (which reads
