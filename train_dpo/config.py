@@ -41,6 +41,9 @@ class DPOTrainConfig:
     ``objective``: ``"dpo"`` (Diffusion-DPO) or ``"sft"`` (winners only, the family's prediction
     MSE, v-prediction for CogVideoX; ``beta``,
     ``label_smoothing`` and ``loss_type`` then only shape the validation's DPO diagnostics).
+    ``timestep_input`` (Wan only; see :mod:`train_dpo.families.wan`): the timestep the transformer
+    sees, ``"sigma"`` (``floor(1000 * sigma)``, as the sampler feeds it) or ``"released"`` (the
+    released trainer's unshifted ``t``); None: the family's default (``"sigma"``).
     """
 
     base_model: str = ""
@@ -80,6 +83,8 @@ class DPOTrainConfig:
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
     gradient_checkpointing: bool = True
+    # model-family options (None: the family's default; an error for a family that does not take it)
+    timestep_input: str | None = None  # Wan: "sigma" (T * sigma, as at inference) or "released"
     # checkpoints, validation, logging
     checkpoint_every: int = 1000
     val_every: int | None = None

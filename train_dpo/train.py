@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from train_dpo.checkpointing import DPOCheckpointCallback
 from train_dpo.config import DPOTrainConfig, check_objective, jsonable, resolve_precision, uses_cuda
 from train_dpo.dataset import DPOPairDataset, load_preference_datasets
-from train_dpo.families import ModelFamily, family_for
+from train_dpo.families import ModelFamily, load_family
 from train_dpo.lightning_module import DiffusionDPOModule
 from train_dpo.resumable_loader import ResumableDataLoader
 from utils.io_utils import atomic_write_json
@@ -223,7 +223,8 @@ def train(
     Raises:
         JSONInputError: missing/malformed ``train_json``. ValueError: no preference pairs survive
         the filters; data that does not fit the model; bad settings (an unknown ``objective``,
-        a model family without a trainer...). FileNotFoundError: ``resume`` path or model missing.
+        a model family without a trainer, ``timestep_input`` set for a family that does not take it...).
+        FileNotFoundError: ``resume`` path or model missing.
     """
     t0 = time.time()
     # ---- setup: settings, model, data, module --------------------------------------------------
@@ -239,8 +240,11 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     precision = resolve_precision(cfg)
-    if components is None:
-        components = family_for(cfg.base_model).load(cfg.base_model, _weight_dtype(precision))
+    if components is None:  # family options: those set in cfg, refused by a family without them
+        components = load_family(cfg.base_model, _weight_dtype(precision), timestep_input=cfg.timestep_input)
+    elif cfg.timestep_input not in (None, getattr(components[1], "timestep_input", None)):
+        raise ValueError(f"timestep_input {cfg.timestep_input!r} does not match the given "
+                         f"{components[1].name} family's ({getattr(components[1], 'timestep_input', None)!r})")
     transformer, family = components
     train_ds, val_ds, stats = load_preference_datasets(
         cfg.train_json, cfg.base_path, cfg.selection(), cfg.val_fraction, cfg.split_seed,

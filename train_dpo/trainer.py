@@ -17,6 +17,7 @@ from typing import Any
 
 from train_dpo.config import OBJECTIVES, DPOTrainConfig
 from train_dpo.dataset import MOTION_METRICS
+from train_dpo.families.wan import TIMESTEP_INPUTS
 from train_dpo.train import train
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,9 @@ def build_train_argparser(defaults: dict[str, Any] | None = None, description: s
     a("--lora_targets", nargs="+", default=list(d["lora_targets"]))
     a("--no_gradient_checkpointing", dest="gradient_checkpointing", action="store_false",
       default=d["gradient_checkpointing"])  # fmt: skip
+    a("--timestep_input", choices=TIMESTEP_INPUTS, default=d["timestep_input"],
+      help="Wan only: transformer timestep 'sigma' (T * sigma, as at inference) or 'released' (the released "
+      "trainer's unshifted t); default: the family's ('sigma'); an error for CogVideoX")  # fmt: skip
     a("--checkpoint_every", type=int, default=d["checkpoint_every"], help="optimiser steps")
     a("--val_every", type=int, default=d["val_every"], help="optimiser steps (default: checkpoint_every)")
     a("--limit_val_batches", type=float, default=d["limit_val_batches"])

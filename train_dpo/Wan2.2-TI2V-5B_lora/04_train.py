@@ -10,7 +10,9 @@ Defaults: the released VideoGPA Wan training (upstream ``train/Wan2.2-TI2V-5B/03
 beta 1.0, 10,000 steps, 500 warm-up, 8 GPUs x 1 pair x accumulation 2, clip 1.0, LoRA r 64 alpha
 128 on q/k/v/o of every attention = diffusers ``to_q, to_k, to_v, to_out.0``). The objective
 (flow matching, t ~ U{1..999}, flow shift from the scheduler config: 5.0, clean first frame for
-TI2V) is ``train_dpo/families/wan.py``; the model family is picked from the checkpoint.
+TI2V) is ``train_dpo/families/wan.py``; the model family is picked from the checkpoint. One
+departure, ``TIMESTEP_INPUT = "sigma"``: the transformer sees the timestep of its noise level, as at
+inference; ``--timestep_input released`` feeds the unshifted t as the released trainer does.
 Shared code: ``train_dpo/trainer.py`` (command line), ``train_dpo/families/wan.py`` (objective),
 ``train_dpo/dataset.py`` (pairs), ``train_dpo/loss.py`` (loss).
 """
@@ -52,6 +54,9 @@ CHECKPOINT_EVERY = 1000
 # LoRA (released adapter)
 LORA_RANK = 64
 LORA_ALPHA = 128
+# the timestep the transformer sees: "sigma" = floor(1000 * sigma), the value the sampler feeds at noise
+# level sigma; "released" = the released trainer's unshifted t (see train_dpo/families/wan.py)
+TIMESTEP_INPUT = "sigma"
 
 
 def main(argv=None) -> int:

@@ -3,7 +3,8 @@
 Contract: :func:`family_for` names the :class:`~train_dpo.families.base.ModelFamily` subclass of a
 model from its transformer's diffusers ``_class_name`` (``transformer/config.json`` of a pipeline
 folder or hub id, or a loaded transformer's ``config``); the trainer then calls that class's
-``load``. A new family is one module here plus one line in :data:`FAMILY_BY_TRANSFORMER`.
+``load`` (:func:`load_family`: with the family's own options, e.g. Wan's ``timestep_input``).
+A new family is one module here plus one line in :data:`FAMILY_BY_TRANSFORMER`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from train_dpo.families.wan import WanFamily
 from utils.hub import check_hub_model
 from utils.model_facts import config_value
 
-__all__ = ["ModelFamily", "CogVideoXFamily", "WanFamily", "FAMILY_BY_TRANSFORMER", "family_for", "transformer_config"]
+__all__ = ["ModelFamily", "CogVideoXFamily", "WanFamily", "FAMILY_BY_TRANSFORMER", "family_for", "load_family",
+           "transformer_config"]
 
 #: transformer ``_class_name`` -> family
 FAMILY_BY_TRANSFORMER: dict[str, type[ModelFamily]] = {
@@ -71,3 +73,29 @@ def family_for(base_model_or_transformer_config: Any) -> type[ModelFamily]:
         known = ", ".join(f"{k} ({v.name})" for k, v in FAMILY_BY_TRANSFORMER.items())
         raise ValueError(f"no trainer family for transformer class {name!r}; known: {known}")
     return FAMILY_BY_TRANSFORMER[name]
+
+
+def load_family(base_model: str | os.PathLike, dtype: Any, **options: Any) -> tuple[Any, ModelFamily]:
+    """``family_for(base_model).load(base_model, dtype, **options)`` with the options that are set.
+
+    Args:
+        base_model: pipeline folder or hub id.
+        dtype: ``torch.dtype`` of the transformer weights.
+        options: family-specific settings (:attr:`ModelFamily.load_options`, e.g. ``timestep_input``
+            of :class:`WanFamily`); None means "the family's default" and is not passed on.
+
+    Returns:
+        ``(transformer, family)`` as :meth:`ModelFamily.load`.
+
+    Raises:
+        ValueError: an option is set (not None) that this model's family does not take (the message
+            names the option, the family and what it takes), or see :func:`family_for`.
+    """
+    family = family_for(base_model)
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(given) - set(family.load_options))
+    if unknown:
+        takes = ", ".join(family.load_options) or "no such options"
+        raise ValueError(f"{', '.join(unknown)} is not a setting of the {family.name} family "
+                         f"({base_model}; it takes {takes}): leave it unset")
+    return family.load(base_model, dtype, **given)

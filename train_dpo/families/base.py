@@ -34,18 +34,24 @@ class ModelFamily(ABC):
     Class attributes:
         name: the family's name (``"cogvideox"``, ``"wan"``).
         lora_targets: the LoRA target modules of the released adapters of this family.
+        load_options: the keyword options of :meth:`load` beyond ``base_model`` and ``dtype``, each
+            also a :class:`~train_dpo.config.DPOTrainConfig` field (None there: the family's
+            default); :func:`train_dpo.families.load_family` refuses one a family does not take.
     """
 
     name: ClassVar[str]
     lora_targets: ClassVar[tuple[str, ...]]
+    load_options: ClassVar[tuple[str, ...]] = ()
 
     # ---- loading ------------------------------------------------------------------------------
     @classmethod
     @abstractmethod
-    def load(cls, base_model: str | os.PathLike, dtype: torch.dtype) -> tuple[torch.nn.Module, "ModelFamily"]:
+    def load(
+        cls, base_model: str | os.PathLike, dtype: torch.dtype, **options
+    ) -> tuple[torch.nn.Module, "ModelFamily"]:
         """Load the transformer (weights in ``dtype``) of the pipeline folder or hub id ``base_model``
         and return it with the family object bound to it. Loads nothing else heavy (no VAE, no text
-        encoder: training reads encoded latents).
+        encoder: training reads encoded latents). ``options``: the family's :attr:`load_options`.
 
         Raises:
             utils.hub.HubModelError (via ``check_hub_model``): the model is neither a local folder nor

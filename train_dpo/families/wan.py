@@ -100,6 +100,7 @@ class WanFamily(ModelFamily):
     name: ClassVar[str] = "wan"
     # diffusers names of the released adapter's targets (original Wan: q, k, v, o of every attention)
     lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
+    load_options: ClassVar[tuple[str, ...]] = ("timestep_input",)
 
     def __init__(
         self,
