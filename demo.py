@@ -3,17 +3,21 @@
     python demo.py                                   # tiny local models, CPU, a few minutes
     python demo.py --captions data/dl3dv_captions_1K.json --images data/images --num_prompts 4 --num_seeds 3 --steps 20
     python demo.py --preset cogvideox-5b --run_dir runs/5b   # the real models, one CUDA GPU
+    python demo.py --modes t2v i2v ti2v                       # tiny, plus the Wan2.2-TI2V loop
+    python demo.py --preset wan2.2-ti2v-5b --run_dir runs/wan # Wan2.2-TI2V-5B, one CUDA GPU
 
 Stages (each one is the per-model script of its step, called with the arguments shown in
 ``report.json``; the demo is a thin driver, not a second implementation):
 
 1. tiny checkpoints (``utils/tiny_models.py``; tiny preset only, built once under ``checkpoints/tiny``)
-2. prompts: DL3DV captions -> T2V prompts, first frames -> I2V prompts (``data_prep/``)
+2. prompts: DL3DV captions -> T2V prompts, first frames -> I2V / TI2V prompts (``data_prep/``)
 3. candidates: ``train_dpo/<model>/01_generate.py``, NUM_SEEDS videos per prompt
 4. geometry scores: ``train_dpo/video_scorer.py`` (VGGT -> point cloud -> reprojection -> MSE + LPIPS)
 5. latents: ``train_dpo/<model>/02_encode.py`` (VAE latents + prompt/image conditioning)
 6. Diffusion-DPO LoRA training: ``train_dpo/<model>/03_train.py`` (winner/loser pairs per prompt)
 7. inference with the trained adapter: ``generate/{t2v,i2v}_inference.py`` (and the base model, same seed)
+   (TI2V, Wan2.2-TI2V-5B with a first frame: ``i2v_inference.py``; the Wan folder has its own
+   ``02_score.py`` / ``03_encode.py`` / ``04_train.py``, see :func:`step_script`)
 8. ``report.md`` / ``report.json`` + PNG figures in the run folder
 
 The tiny preset runs on random tiny models (``utils/tiny_models.py``), random LPIPS weights and a
@@ -52,8 +56,11 @@ NUM_PROMPTS = 3
 NUM_SEEDS = 3
 TRAIN_STEPS = 20
 PRESET = "tiny"
+DEFAULT_MODES = ("t2v", "i2v")  # tiny preset; "ti2v" (tiny Wan2.2-TI2V) is opt-in: --modes t2v i2v ti2v
+TINY_MODEL_OF_MODE = {"t2v": "cogvideox-t2v", "i2v": "cogvideox-i2v", "ti2v": "wan2.2-ti2v"}
+IMAGE_MODES = ("i2v", "ti2v")  # modes whose prompts are first frames
 TINY_NOTES = [
-    "Tiny preset: the CogVideoX models, the VGGT model and the LPIPS weights are randomly initialised "
+    "Tiny preset: the CogVideoX / Wan models, the VGGT model and the LPIPS weights are randomly initialised "
     "(utils/tiny_models.py, metrics.lpips_weights.build_random_lpips_weights), the videos are noise and the pair "
     "rules are relaxed, so every number below exercises the code and means nothing. "
     "`python demo.py --preset cogvideox-5b` runs the same loop with the real models.",
@@ -71,7 +78,7 @@ def _rules_as_args(rules: dict) -> list[str]:
 class Loop:
     """One generate -> score -> encode -> train -> infer loop for one model."""
 
-    mode: str  # "t2v" or "i2v"
+    mode: str  # "t2v", "i2v" (CogVideoX-I2V) or "ti2v" (Wan2.2-TI2V with a first frame)
     model_dir: str  # folder under train_dpo/
     base_model: str
     extra_generate: list[str] = field(default_factory=list)
@@ -81,11 +88,11 @@ class Loop:
     extra_infer: list[str] = field(default_factory=list)
 
 
-def _tiny_loops(args) -> tuple[list[Loop], dict]:
+def _tiny_loops(args, modes: list[str]) -> tuple[list[Loop], dict]:
     from metrics.lpips_weights import build_random_lpips_weights
     from utils.tiny_models import ensure_tiny_models
 
-    paths = ensure_tiny_models(args.tiny_root)
+    paths = ensure_tiny_models(args.tiny_root, names=["vggt"] + [TINY_MODEL_OF_MODE[m] for m in modes])
     lpips_dir = Path(args.run_dir) / "lpips_random"
     vgg, lin = lpips_dir / "lpips_vgg16_random.safetensors", lpips_dir / "lpips_lin_random.safetensors"
     if not (vgg.is_file() and lin.is_file()):
@@ -99,15 +106,23 @@ def _tiny_loops(args) -> tuple[list[Loop], dict]:
              "--batch_size", "1", "--global_batch", "1", "--val_fraction", "0", "--log_every", "1", "--checkpoint_every",
              str(max(1, args.steps // 2)), "--no_progress_bar"] + _rules_as_args(TINY_PAIR_RULES)
 
-    def loop(mode, model_dir, name):
+    def loop(mode, model_dir):
         from generate.model_defaults import read_model_defaults
+        from utils.tiny_wan import TINY_WAN_HEIGHT, TINY_WAN_NUM_FRAMES, TINY_WAN_WIDTH
 
-        d = read_model_defaults(paths[name])
+        path = paths[TINY_MODEL_OF_MODE[mode]]
+        if mode == "ti2v":  # the Wan scripts default to the real 121 x 704 x 1280: the tiny Wan's size
+            size = ["--num_frames", str(TINY_WAN_NUM_FRAMES), "--height", str(TINY_WAN_HEIGHT),
+                    "--width", str(TINY_WAN_WIDTH)]
+            return Loop(mode, model_dir, str(path), extra_generate=steps + size, extra_score=score,
+                        extra_encode=size, extra_train=train, extra_infer=steps + size)
+        d = read_model_defaults(path)
         size = ["--num_frames", str(d.num_frames), "--height", str(d.height), "--width", str(d.width)]
-        return Loop(mode, model_dir, str(paths[name]), extra_generate=steps, extra_score=score,
+        return Loop(mode, model_dir, str(path), extra_generate=steps, extra_score=score,
                     extra_encode=size, extra_train=train, extra_infer=steps)
 
-    loops = [loop("t2v", "CogVideoX-5B_lora", "cogvideox-t2v"), loop("i2v", "CogVideoX-I2V-5B_lora", "cogvideox-i2v")]
+    dirs = {"t2v": "CogVideoX-5B_lora", "i2v": "CogVideoX-I2V-5B_lora", "ti2v": "Wan2.2-TI2V-5B_lora"}
+    loops = [loop(m, dirs[m]) for m in modes]
     return loops, {"tiny_models": {k: str(v) for k, v in paths.items()}, "lpips_weights": [str(vgg), str(lin)]}
 
 
@@ -116,7 +131,25 @@ PRESETS = {
     "cogvideox-5b": ("t2v", "CogVideoX-5B_lora", "THUDM/CogVideoX-5b"),
     "cogvideox-5b-i2v": ("i2v", "CogVideoX-I2V-5B_lora", "THUDM/CogVideoX-5b-I2V"),
     "cogvideox1.5-5b": ("t2v", "CogVideoX1.5-5B_lora", "THUDM/CogVideoX1.5-5B"),
+    "wan2.2-ti2v-5b": ("ti2v", "Wan2.2-TI2V-5B_lora", "Wan-AI/Wan2.2-TI2V-5B-Diffusers"),
 }
+
+
+def step_script(model_dir: str, step: str) -> Path:
+    """The per-model script of pipeline step ``step`` (``"score"``, ``"encode"``, ``"train"``):
+    ``train_dpo/<model_dir>/NN_<step>.py`` whatever its number (``02_encode.py`` in the CogVideoX
+    folders, ``03_encode.py`` in the Wan folder, numbered by pipeline step). A folder without a
+    ``NN_score.py`` scores with the shared ``train_dpo/video_scorer.py`` (same options).
+
+    Raises:
+        FileNotFoundError: no such script (``score`` excepted), or several.
+    """
+    found = sorted((REPO_ROOT / "train_dpo" / model_dir).glob(f"[0-9][0-9]_{step}.py"))
+    if len(found) == 1:
+        return found[0]
+    if not found and step == "score":
+        return REPO_ROOT / "train_dpo" / "video_scorer.py"
+    raise FileNotFoundError(f"train_dpo/{model_dir}: expected one NN_{step}.py, found {[p.name for p in found]}")
 
 
 class StageError(RuntimeError):
@@ -184,13 +217,14 @@ def _prompts(args, run_dir: Path, modes: set[str]) -> dict[str, Path]:
             raise StageError(f"no usable captions in {args.captions}")
         out["t2v"] = run_dir / "prompts_t2v.json"
         atomic_write_json(out["t2v"], prompts)
-    if "i2v" in modes:
+    if modes & set(IMAGE_MODES):  # CogVideoX-I2V and Wan2.2-TI2V: the same first frames and prompts
         prompts = generate_i2v_prompts(args.images)
         prompts = dict(list(prompts.items())[: args.num_prompts])
         if not prompts:
             raise StageError(f"no readable images in {args.images}")
-        out["i2v"] = run_dir / "prompts_i2v.json"
-        atomic_write_json(out["i2v"], prompts)
+        path = run_dir / "prompts_i2v.json"
+        atomic_write_json(path, prompts)
+        out.update({m: path for m in modes & set(IMAGE_MODES)})
     return out
 
 
@@ -208,25 +242,26 @@ def run_loop(loop: Loop, prompts_json: Path, run_dir: Path, args, stages: Stages
     stages.run(f"{m}: generate candidates", model_script(loop.model_dir, "01_generate"),
                ["--base_model", loop.base_model, "--prompts_json", str(prompts_json), "--output_dir", str(cand),
                 "--num_seeds", str(args.num_seeds)] + loop.extra_generate)
-    stages.run(f"{m}: geometry scores", REPO_ROOT / "train_dpo" / "video_scorer.py",
+    stages.run(f"{m}: geometry scores", step_script(loop.model_dir, "score"),
                ["--input_json", str(groups), "--output_json", str(scored), "--base_path", str(cand)]
                + loop.extra_score)
-    stages.run(f"{m}: encode latents", model_script(loop.model_dir, "02_encode"),
+    stages.run(f"{m}: encode latents", step_script(loop.model_dir, "encode"),
                ["--base_model", loop.base_model, "--input_json", str(scored), "--output_json", str(encoded),
                 "--base_path", str(cand)] + loop.extra_encode)
     done = finished_training_steps(dpo)
     if done is not None and done > args.steps:
         logger.warning("%s already holds a training of %d steps (> --steps %d); kept. Use another --run_dir "
                        "to train fewer steps.", dpo, done, args.steps)
-    stages.run(f"{m}: DPO training", model_script(loop.model_dir, "03_train"),
+    stages.run(f"{m}: DPO training", step_script(loop.model_dir, "train"),
                ["--base_model", loop.base_model, "--train_json", str(encoded), "--base_path", str(cand),
                 "--output_dir", str(dpo), "--max_steps", str(args.steps), "--resume", "auto"] + loop.extra_train,
                skip_reason=f"finished training of {done} steps in {dpo}" if done is not None and done >= args.steps
                else None)
     adapter = dpo / "final_lora"
     entry = _first_prompt(prompts_json)
-    script = REPO_ROOT / "generate" / f"{m}_inference.py"
-    positional = [entry["text_prompt"]] + ([entry["image_prompt"]] if m == "i2v" else [])
+    with_image = m in IMAGE_MODES
+    script = REPO_ROOT / "generate" / ("i2v_inference.py" if with_image else "t2v_inference.py")
+    positional = [entry["text_prompt"]] + ([entry["image_prompt"]] if with_image else [])
     common = ["--seed", "0", "--skip_existing"] + loop.extra_infer
     stages.run(f"{m}: inference with adapter", script,
                positional + ["--base_model", loop.base_model, "--lora_path", str(adapter),
@@ -287,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_seeds", type=int, default=NUM_SEEDS)
     p.add_argument("--steps", type=int, default=TRAIN_STEPS, help="DPO optimiser steps")
     p.add_argument("--inference_steps", type=int, default=4, help="denoising steps (tiny preset)")
-    p.add_argument("--modes", nargs="+", choices=("t2v", "i2v"), default=None,
-                   help="tiny preset: which loops to run (default both)")
+    p.add_argument("--modes", nargs="+", choices=tuple(TINY_MODEL_OF_MODE), default=list(DEFAULT_MODES),
+                   help="tiny preset: which loops to run (ti2v: tiny Wan2.2-TI2V with a first frame)")
     p.add_argument("--tiny_root", default=str(TINY_ROOT))
     return p
 
@@ -303,9 +338,7 @@ def main(argv=None) -> int:
     try:
         if args.preset == "tiny":
             with stages.stage("tiny checkpoints"):
-                loops, extra = _tiny_loops(args)
-            if args.modes:
-                loops = [lp for lp in loops if lp.mode in args.modes]
+                loops, extra = _tiny_loops(args, list(dict.fromkeys(args.modes)))
         else:
             mode, model_dir, hub_id = PRESETS[args.preset]
             loops, extra = [Loop(mode, model_dir, hub_id)], {}

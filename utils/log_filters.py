@@ -16,6 +16,10 @@ silenced globally, and every other message of the same loggers still shows.
   available: ..."), its note that ``weights_only`` defaults to False when it restores its own
   checkpoint, "You defined a `validation_step` but have no `val_dataloader`" (training with
   ``--val_fraction 0``) and the ``LeafSpec`` deprecation it triggers itself under recent torch.
+* transformers' "`CLIPImageProcessor` requires torchvision (not installed); falling back to
+  `CLIPImageProcessorPil`", logged when diffusers' Wan image-to-video pipeline module is imported:
+  the project installs no torchvision and Wan2.2-TI2V has no CLIP image encoder (its first frame
+  goes through the VAE), so the fallback is never used.
 * diffusers' ``torch_dtype`` deprecation FutureWarning (the argument is still the documented one
   for the diffusers versions this project supports).
 
@@ -64,6 +68,7 @@ class OncePerMessage(logging.Filter):
 
 _TOKENIZER_LENGTH = "Token indices sequence length is longer than the specified maximum sequence length"
 _T5_TRUNCATED = "The following part of your input was truncated"
+_CLIP_NO_TORCHVISION = "`CLIPImageProcessor` requires torchvision"
 _LIGHTNING_INFO = ("💡 Tip:", "GPU available:", "TPU available:", "`weights_only` was not set")
 _INSTALLED: set[str] = set()
 
@@ -87,6 +92,7 @@ def quiet_expected_messages() -> None:
     for name in ("diffusers.pipelines.cogvideo.pipeline_cogvideox",
                  "diffusers.pipelines.cogvideo.pipeline_cogvideox_image2video"):
         _add_filter(name, OncePerMessage(_T5_TRUNCATED), f"t5-once:{name}")
+    _add_filter("transformers.utils.import_utils", DropMessages(_CLIP_NO_TORCHVISION), "clip-no-torchvision")
     for name in ("pytorch_lightning.utilities.rank_zero",
                  "pytorch_lightning.trainer.connectors.checkpoint_connector",
                  "lightning.pytorch.utilities.rank_zero",
