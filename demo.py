@@ -10,9 +10,10 @@ Stages (each one is the per-model script of its step, called with the arguments 
 1. tiny checkpoints (``utils/tiny_models.py``; tiny preset only, built once under ``checkpoints/tiny``)
 2. prompts: DL3DV captions -> T2V prompts, first frames -> I2V prompts (``data_prep/``)
 3. candidates: ``train_dpo/<model>/01_generate.py``, NUM_SEEDS videos per prompt
-4. geometry scores: ``train_dpo/video_scorer.py`` (VGGT -> point cloud -> reprojection -> MSE + LPIPS)
-5. latents: ``train_dpo/<model>/02_encode.py`` (VAE latents + prompt/image conditioning)
-6. Diffusion-DPO LoRA training: ``train_dpo/<model>/03_train.py`` (winner/loser pairs per prompt)
+4. geometry scores: ``train_dpo/<model>/02_score.py`` (``train_dpo/video_scorer.py``: VGGT -> point cloud ->
+   reprojection -> MSE + LPIPS)
+5. latents: ``train_dpo/<model>/03_encode.py`` (VAE latents + prompt/image conditioning)
+6. Diffusion-DPO LoRA training: ``train_dpo/<model>/04_train.py`` (winner/loser pairs per prompt)
 7. inference with the trained adapter: ``generate/{t2v,i2v}_inference.py`` (and the base model, same seed)
 8. ``report.md`` / ``report.json`` + PNG figures in the run folder
 
@@ -208,17 +209,17 @@ def run_loop(loop: Loop, prompts_json: Path, run_dir: Path, args, stages: Stages
     stages.run(f"{m}: generate candidates", model_script(loop.model_dir, "01_generate"),
                ["--base_model", loop.base_model, "--prompts_json", str(prompts_json), "--output_dir", str(cand),
                 "--num_seeds", str(args.num_seeds)] + loop.extra_generate)
-    stages.run(f"{m}: geometry scores", REPO_ROOT / "train_dpo" / "video_scorer.py",
+    stages.run(f"{m}: geometry scores", model_script(loop.model_dir, "02_score"),
                ["--input_json", str(groups), "--output_json", str(scored), "--base_path", str(cand)]
                + loop.extra_score)
-    stages.run(f"{m}: encode latents", model_script(loop.model_dir, "02_encode"),
+    stages.run(f"{m}: encode latents", model_script(loop.model_dir, "03_encode"),
                ["--base_model", loop.base_model, "--input_json", str(scored), "--output_json", str(encoded),
                 "--base_path", str(cand)] + loop.extra_encode)
     done = finished_training_steps(dpo)
     if done is not None and done > args.steps:
         logger.warning("%s already holds a training of %d steps (> --steps %d); kept. Use another --run_dir "
                        "to train fewer steps.", dpo, done, args.steps)
-    stages.run(f"{m}: DPO training", model_script(loop.model_dir, "03_train"),
+    stages.run(f"{m}: DPO training", model_script(loop.model_dir, "04_train"),
                ["--base_model", loop.base_model, "--train_json", str(encoded), "--base_path", str(cand),
                 "--output_dir", str(dpo), "--max_steps", str(args.steps), "--resume", "auto"] + loop.extra_train,
                skip_reason=f"finished training of {done} steps in {dpo}" if done is not None and done >= args.steps
