@@ -122,7 +122,7 @@ def _add_field(group, name: str, tp, spec: Arg, default: Any, required: bool) ->
     inner, optional = _split_optional(tp)
     if inner is bool:
         group.add_argument(*flags, dest=name, action="store_true", default=default, help=spec.help)
-        group.add_argument(f"--no_{name}", dest=name, action="store_false", default=default,
+        group.add_argument(f"--no_{name}", dest=name, action="store_false", default=argparse.SUPPRESS,
                            help=f"turn --{name} off")  # fmt: skip
         return
     kw: dict[str, Any] = {"dest": name, "default": default, "help": spec.help, "required": required}
