@@ -161,7 +161,6 @@ def build_config_parser(
     defaults: Mapping[str, Any] | None = None,
     description: str | None = None,
     exclude: Sequence[str] = (),
-    parser: argparse.ArgumentParser | None = None,
 ) -> argparse.ArgumentParser:
     """An argparse parser over the init fields of dataclass ``cls``.
 
@@ -174,10 +173,10 @@ def build_config_parser(
         defaults: computed defaults (e.g. shard from the launcher); override the dataclass's.
         description: the parser's description.
         exclude: fields that are not settable from the command line (they keep their default).
-        parser: add to this parser instead of a new one (the caller may add more options after).
 
     Returns:
-        The parser; values given on the command line override every default.
+        The parser (the caller may add options of its own); values given on the command line
+        override every default.
 
     Raises:
         SystemExit(2): a key of ``constants`` or ``defaults`` names no option (message on stderr
@@ -194,8 +193,7 @@ def build_config_parser(
     values = _field_defaults(cls)
     required = {f.name for f in dataclasses.fields(cls)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}  # fmt: skip
-    p = parser or argparse.ArgumentParser(description=description,
-                                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for source in (defaults or {}), (constants or {}):
         for key, value in source.items():
             if key.lower() not in names:
