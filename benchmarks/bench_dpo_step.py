@@ -2,10 +2,11 @@
 
 Designs (same LoRA, same noise/timesteps, same loss, gradient checkpointing on in both):
 
-* ``shared``  -- this repository's ``train_dpo.trainer.VideoDPOModule``: one transformer; the
-  reference is the same weights with the LoRA adapter disabled (``peft_model.disable_adapter()``,
-  no_grad); winner and loser go through one batched forward (batch 2B) for the policy and one for
-  the reference: 2 forwards + 1 backward per step, base weights once in memory.
+* ``shared``  -- this repository's ``train_dpo.lightning_module.DiffusionDPOModule``: one
+  transformer; the reference is the same weights with the LoRA adapter disabled
+  (``peft_model.disable_adapter()``, no_grad); winner and loser go through one batched forward
+  (batch 2B) for the policy and one for the reference: 2 forwards + 1 backward per step, base
+  weights once in memory.
 * ``naive``   -- a second full copy of the transformer as the frozen reference
   (``copy.deepcopy``), and four separate forwards (policy-winner, policy-loser, reference-winner,
   reference-loser): 4 forwards + 2 backward passes' worth of graph, base weights twice.
@@ -100,8 +101,10 @@ def _build(preset: str, device: torch.device, tmp: Path):
 
 
 def _worker(preset: str, design: str, steps: int, warmup: int, threads: int) -> dict:
+    from train_dpo.config import DPOTrainConfig
+    from train_dpo.families.cogvideox import CogVideoXFamily, pad_latent_frames
+    from train_dpo.lightning_module import DiffusionDPOModule
     from train_dpo.loss import diffusion_dpo_loss
-    from train_dpo.trainer import DPOTrainConfig, VideoDPOModule, pad_latent_frames
 
     device = torch.device("cuda" if preset == "5b" else "cpu")
     if device.type == "cpu" and threads > 0:
@@ -114,7 +117,8 @@ def _worker(preset: str, design: str, steps: int, warmup: int, threads: int) -> 
     reference = None
     if design == "naive":  # a second, frozen full copy of the base weights as the reference model
         reference = copy.deepcopy(transformer).requires_grad_(False).eval()
-    module = VideoDPOModule(transformer, scheduler, cfg).to(device)
+    family = CogVideoXFamily(transformer.config, scheduler)
+    module = DiffusionDPOModule(transformer, family, cfg).to(device)
     params = module.trainable_parameters()
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate)
     autocast = (
@@ -147,7 +151,7 @@ def _worker(preset: str, design: str, steps: int, warmup: int, threads: int) -> 
             for x0 in (x_w, x_l):
                 noisy = scheduler.add_noise(x0, noise, t)
                 targets.append(scheduler.get_velocity(x0, noise, t))
-                inputs = module.build_transformer_inputs(noisy, t, batch["prompt_embeds"].float())
+                inputs = family.build_transformer_inputs(noisy, t, batch["prompt_embeds"].float())
                 preds.append(module.transformer(**inputs, return_dict=False)[0])
                 with torch.no_grad():
                     refs.append(reference(**inputs, return_dict=False)[0])

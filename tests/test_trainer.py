@@ -1,4 +1,5 @@
-"""Diffusion-DPO LoRA trainer (train_dpo/trainer.py) on the tiny CogVideoX models, CPU.
+"""Diffusion-DPO LoRA trainer (train_dpo/train.py, lightning_module.py, families/cogvideox.py,
+train_cli.py command line) on the tiny CogVideoX models, CPU.
 
 * step 0: policy == reference, loss exactly ln 2, one copy of the base weights;
 * train/inference parity: the trainer's transformer call equals the pipeline's (T2V, I2V, 1.5);
@@ -20,17 +21,12 @@ import torch
 from safetensors.torch import save_file
 
 from train_dpo.dataset import load_preference_datasets
+from train_dpo.config import DPOTrainConfig
 from train_dpo.encode import build_encode_argparser
+from train_dpo.families.cogvideox import CogVideoXFamily, pad_latent_frames
+from train_dpo.lightning_module import DiffusionDPOModule
+from train_dpo.train import resolve_grad_accum, resolve_num_devices, train
 from train_dpo.train_cli import build_train_argparser, train_config_from_args
-from train_dpo.trainer import (
-    DPOTrainConfig,
-    VideoDPOModule,
-    load_base_components,
-    pad_latent_frames,
-    resolve_grad_accum,
-    resolve_num_devices,
-    train,
-)
 from utils.scripts import script_constants
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,9 +103,9 @@ def _small_cfg(**kw):
 def test_step0_loss_is_ln2_and_base_weights_exist_once(tiny_models, name):
     from diffusers import CogVideoXTransformer3DModel
 
-    transformer, scheduler, sf = load_base_components(tiny_models[name])
+    transformer, family = CogVideoXFamily.load(tiny_models[name], torch.float32)
     n_base = sum(p.numel() for p in transformer.parameters())
-    module = VideoDPOModule(transformer, scheduler, _small_cfg(gradient_checkpointing=True), sf)
+    module = DiffusionDPOModule(transformer, family, _small_cfg(gradient_checkpointing=True))
     out = module.dpo_step(_batch(name), torch.Generator().manual_seed(1))
     assert torch.equal(out.logits, torch.zeros(1))  # LoRA B = 0: policy == reference bit for bit
     assert out.loss.item() == LN2_F32 and abs(out.loss.item() - math.log(2)) < 1e-7
@@ -127,8 +123,8 @@ def test_step0_loss_is_ln2_and_base_weights_exist_once(tiny_models, name):
 def test_rotary_cache_filled_in_inference_mode_does_not_break_training(tiny_models):
     """Validation runs under torch.inference_mode; RoPE tensors cached there must not reach training."""
     name = "cogvideox-t2v"
-    transformer, scheduler, sf = load_base_components(tiny_models[name])
-    module = VideoDPOModule(transformer, scheduler, _small_cfg(gradient_checkpointing=True), sf)
+    transformer, family = CogVideoXFamily.load(tiny_models[name], torch.float32)
+    module = DiffusionDPOModule(transformer, family, _small_cfg(gradient_checkpointing=True))
     with torch.inference_mode():
         module.dpo_step(_batch(name), torch.Generator().manual_seed(1))
     out = module.dpo_step(_batch(name), torch.Generator().manual_seed(1))
@@ -181,18 +177,14 @@ def test_train_inference_parity(tiny_models, fixtures_dir, name):
     h2.remove()
     kw = captured["kwargs"]
 
-    module = VideoDPOModule(
-        pipe.transformer,
-        pipe.scheduler,
-        _small_cfg(gradient_checkpointing=False),
-        pipe.vae_scale_factor_spatial,
-    )
+    family = CogVideoXFamily(pipe.transformer.config, pipe.scheduler, pipe.vae_scale_factor_spatial)
+    module = DiffusionDPOModule(pipe.transformer, family, _small_cfg(gradient_checkpointing=False))
     hidden = kw["hidden_states"]
     c = module.transformer_config.out_channels
     latents, image = (hidden[:, :, :c], hidden[:, :, c:]) if name == I2V else (hidden, None)
     if name == "cogvideox1.5-t2v":
         assert latents.shape[1] == 6  # 5 latent frames padded to a multiple of patch_size_t = 2
-    inputs = module.build_transformer_inputs(latents, kw["timestep"], kw["encoder_hidden_states"], image)
+    inputs = family.build_transformer_inputs(latents, kw["timestep"], kw["encoder_hidden_states"], image)
     expected = {k: v for k, v in kw.items() if v is not None and k not in ("attention_kwargs", "return_dict")}
     assert set(expected) == {k for k, v in inputs.items() if v is not None}
     assert set(expected) >= {"hidden_states", "encoder_hidden_states", "timestep", "image_rotary_emb"}
@@ -272,7 +264,7 @@ def test_trained_adapter_changes_t2v_video(tiny_models, trained_t2v, tmp_path):
     from utils.lora import validate_adapter_dir
 
     adapter = trained_t2v.final_lora
-    validate_adapter_dir(adapter, load_base_components(tiny_models["cogvideox-t2v"])[0])
+    validate_adapter_dir(adapter, CogVideoXFamily.load(tiny_models["cogvideox-t2v"], torch.float32)[0])
     args = [
         "a camera orbits a stone gateway",
         "--base_model",
@@ -505,9 +497,9 @@ def test_global_batch_that_does_not_divide_exits_2(tmp_path, caplog):
 
 def test_cogvideox15_weight_decay_reaches_adamw(tiny_models):
     g = runpy.run_path(str(REPO / "train_dpo" / "CogVideoX1.5-5B_lora" / "04_train.py"))
-    transformer, scheduler, sf = load_base_components(tiny_models["cogvideox1.5-t2v"])
+    transformer, family = CogVideoXFamily.load(tiny_models["cogvideox1.5-t2v"], torch.float32)
     cfg = _small_cfg(adam_weight_decay=g["ADAM_WEIGHT_DECAY"])
-    module = VideoDPOModule(transformer, scheduler, cfg, sf)
+    module = DiffusionDPOModule(transformer, family, cfg)
     opt = module.configure_optimizers()["optimizer"]
     assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 1e-3
 
@@ -543,9 +535,9 @@ def test_sft_step0_is_the_base_models_v_mse_without_a_reference_pass(tiny_models
     recomputed here from the scheduler's alphas_cumprod (the noise, then the timestep, drawn from
     the generator); the reference (adapter disabled) is never run by the SFT step."""
     name = "cogvideox-t2v"
-    transformer, scheduler, sf = load_base_components(tiny_models[name])
+    transformer, family = CogVideoXFamily.load(tiny_models[name], torch.float32)
     cfg = _small_cfg(objective="sft", gradient_checkpointing=False)
-    module = VideoDPOModule(transformer, scheduler, cfg, sf)
+    module = DiffusionDPOModule(transformer, family, cfg)
     batch = _batch(name)
 
     def no_reference():
@@ -557,11 +549,11 @@ def test_sft_step0_is_the_base_models_v_mse_without_a_reference_pass(tiny_models
     g = torch.Generator().manual_seed(1)
     x0 = batch["latents_w"]
     eps = torch.randn(x0.shape, generator=g)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=g)
-    abar = scheduler.alphas_cumprod[t].double()
+    t = torch.randint(0, family.scheduler.config.num_train_timesteps, (1,), generator=g)
+    abar = family.scheduler.alphas_cumprod[t].double()
     x_t = (abar.sqrt() * x0.double() + (1 - abar).sqrt() * eps.double()).float()
     v = abar.sqrt() * eps.double() - (1 - abar).sqrt() * x0.double()
-    inputs = module.build_transformer_inputs(x_t, t, batch["prompt_embeds"])
+    inputs = family.build_transformer_inputs(x_t, t, batch["prompt_embeds"])
     with torch.no_grad(), module.transformer.disable_adapter():
         pred = module.transformer(**inputs, return_dict=False)[0]
     want = (pred.double() - v).pow(2).mean().item()

@@ -1,6 +1,6 @@
 """Command line of Diffusion-DPO training (``train_dpo/<model>/04_train.py``).
 
-Every option is a field of :class:`~train_dpo.trainer.DPOTrainConfig` (whose defaults are the
+Every option is a field of :class:`~train_dpo.config.DPOTrainConfig` (whose defaults are the
 released CogVideoX-5B settings); a per-model script sets what differs as UPPER_CASE constants and
 calls :func:`run_train_cli`. Built by :mod:`utils.config_cli`: a misspelled constant exits 2.
 
@@ -14,7 +14,8 @@ import logging
 from typing import Any, Mapping, Sequence
 
 from train_dpo.dataset import MOTION_METRICS
-from train_dpo.trainer import OBJECTIVES, DPOTrainConfig, train
+from train_dpo.config import OBJECTIVES, DPOTrainConfig
+from train_dpo.train import train
 from utils.config_cli import Arg, build_config_parser, config_from_args
 
 logger = logging.getLogger(__name__)
@@ -124,8 +125,7 @@ def build_train_argparser(
         SystemExit(2): a constant names no setting (message names it and the nearest one).
     """
     description = description or "Diffusion-DPO LoRA training for CogVideoX."
-    p = build_config_parser(DPOTrainConfig, TRAIN_ARGS, constants=constants, exclude=("extra",),
-                            description=description)  # fmt: skip
+    p = build_config_parser(DPOTrainConfig, TRAIN_ARGS, constants=constants, description=description)
     p.add_argument("--wandb", action="store_true", help="add W&B logging (when installed)")
     return p
 
@@ -143,7 +143,7 @@ def run_train_cli(
     constants: Mapping[str, Any] | None = None,
     description: str | None = None,
 ) -> int:
-    """Parse ``argv`` over ``constants`` and :func:`~train_dpo.trainer.train`.
+    """Parse ``argv`` over ``constants`` and :func:`~train_dpo.train.train`.
 
     Returns:
         0 done; 2 bad input (missing base_model/train_json, bad JSON, settings the trainer refuses).

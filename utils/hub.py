@@ -11,7 +11,7 @@ tens of seconds of retries. :func:`check_hub_model` answers first:
   hub cannot be reached"; both fail at once with what to do.
 
 Used by every loader of a hub model: CogVideoX (``generate/common.py``, ``train_dpo/encode.py``,
-``train_dpo/trainer.py``) and VGGT (``vggt/hub.py``).
+``train_dpo/families/``) and VGGT (``vggt/hub.py``).
 """
 
 from __future__ import annotations

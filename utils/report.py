@@ -19,7 +19,7 @@ from utils.io_utils import atomic_write_bytes, atomic_write_json
 
 __all__ = ["read_lightning_csv", "write_report", "plot_png"]
 
-# Curves drawn from the trainer's CSV log (``train_dpo/trainer.py`` logs these keys):
+# Curves drawn from the trainer's CSV log (``train_dpo/lightning_module.py`` logs these keys):
 # (title, columns, y-axis label).
 CURVES = (
     ("DPO loss", ("train/loss",), "loss (ln 2 at step 0)"),

@@ -10,8 +10,9 @@ OUTPUT_DIR/lightning/last.ckpt (resume), CSV + TensorBoard logs. Defaults: the r
 training settings (upstream Hongyang-Du/VideoGPA ``train_dpo/CogVideoX-I2V-5B_lora/03_train.py``;
 the README lists every default next to the released value). GLOBAL_BATCH pairs per optimiser
 step on any number of GPUs: the gradient accumulation is GLOBAL_BATCH / (GPUs x nodes x BATCH_SIZE).
-Every setting and its default: ``--help`` (``train_dpo/train_cli.py``). Shared code:
-``train_dpo/trainer.py`` (model), ``train_dpo/dataset.py`` (pairs), ``train_dpo/loss.py`` (loss).
+Every setting and its default: ``--help`` (``train_dpo/train_cli.py``, ``train_dpo/config.py``).
+Shared code: ``train_dpo/train.py`` (training), ``train_dpo/families/cogvideox.py`` (model),
+``train_dpo/dataset.py`` (pairs), ``train_dpo/loss.py`` (loss).
 """
 
 import sys
