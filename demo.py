@@ -55,7 +55,7 @@ TRAIN_STEPS = 20
 PRESET = "tiny"
 TINY_NOTES = [
     "Tiny preset: the CogVideoX models, the VGGT model and the LPIPS weights are randomly initialised "
-    "(utils/tiny_models.py, metrics.lpips.build_random_lpips_weights), the videos are noise and the pair "
+    "(utils/tiny_models.py, metrics.lpips_weights.build_random_lpips_weights), the videos are noise and the pair "
     "rules are relaxed, so every number below exercises the code and means nothing. "
     "`python demo.py --preset cogvideox-5b` runs the same loop with the real models.",
 ]
@@ -83,7 +83,7 @@ class Loop:
 
 
 def _tiny_loops(args) -> tuple[list[Loop], dict]:
-    from metrics.lpips import build_random_lpips_weights
+    from metrics.lpips_weights import build_random_lpips_weights
     from utils.tiny_models import ensure_tiny_models
 
     paths = ensure_tiny_models(args.tiny_root)
@@ -101,7 +101,7 @@ def _tiny_loops(args) -> tuple[list[Loop], dict]:
              str(max(1, args.steps // 2)), "--no_progress_bar"] + _rules_as_args(TINY_PAIR_RULES)
 
     def loop(mode, model_dir, name):
-        from generate.common import read_model_defaults
+        from generate.model_defaults import read_model_defaults
 
         d = read_model_defaults(paths[name])
         size = ["--num_frames", str(d.num_frames), "--height", str(d.height), "--width", str(d.width)]

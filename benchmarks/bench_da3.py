@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from depth_anything_3 import build_da3  # noqa: E402
 from depth_anything_3.tiny import build_tiny_da3  # noqa: E402
+from utils.device import half_dtype  # noqa: E402
 from utils.io_utils import atomic_write_json  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_da3.json"
@@ -71,8 +72,7 @@ def bench_cuda_large(frames: int, size: int, repeats: int, warmup: int, chunk: i
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = build_da3({"model_name": "da3-large"}).eval()
-    major = torch.cuda.get_device_capability()[0]
-    dtype = torch.bfloat16 if major >= 8 else torch.float16
+    dtype = half_dtype("cuda")
     images = torch.randn(1, frames, 3, size, size, device="cuda")
     weights_mb = torch.cuda.memory_allocated() / 2**20
     torch.cuda.reset_peak_memory_stats()

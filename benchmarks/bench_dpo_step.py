@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from results_io import add_output_args, save_results  # noqa: E402  (benchmarks/results_io.py)
+from utils.device import compute_dtype  # noqa: E402
 
 DESIGNS = ("shared", "naive")
 
@@ -94,9 +95,10 @@ def _build(preset: str, device: torch.device, tmp: Path):
     if preset == "small":
         return CogVideoXTransformer3DModel(**SMALL), _scheduler(), (5, 16, 16, 24), 512, torch.float32, 16
     if preset == "5b":
+        dtype = compute_dtype(device)  # bf16 from sm_80 on, fp16 before (utils/device.py)
         with torch.device(device):
-            tr = CogVideoXTransformer3DModel(**COGVIDEOX_5B).to(torch.bfloat16)
-        return tr, _scheduler(), (13, 16, 60, 90), 4096, torch.bfloat16, 64
+            tr = CogVideoXTransformer3DModel(**COGVIDEOX_5B).to(dtype)
+        return tr, _scheduler(), (13, 16, 60, 90), 4096, dtype, 64
     raise ValueError(preset)
 
 
@@ -122,7 +124,7 @@ def _worker(preset: str, design: str, steps: int, warmup: int, threads: int) -> 
     params = module.trainable_parameters()
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate)
     autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
+        torch.autocast("cuda", dtype=compute_dtype(device))
         if device.type == "cuda"
         else torch.autocast("cpu", enabled=False)
     )

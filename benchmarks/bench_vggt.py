@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from results_io import add_output_args, save_results  # noqa: E402  (benchmarks/results_io.py)
+from utils.device import half_dtype  # noqa: E402
 from vggt import VGGT  # noqa: E402
 from vggt.tiny import build_tiny_vggt  # noqa: E402
 
@@ -59,7 +60,7 @@ def bench_cuda_1b(frames: int, size: int, repeats: int, warmup: int, chunk: int)
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = VGGT().eval()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = half_dtype("cuda")
     images = torch.rand(frames, 3, size, size, device="cuda")
     weights_mb = torch.cuda.memory_allocated() / 2**20
     torch.cuda.reset_peak_memory_stats()

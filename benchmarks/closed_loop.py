@@ -18,7 +18,7 @@ models (``utils/tiny_models.py``), through the real per-model scripts (``utils.s
 5. per arm, ``train_dpo/CogVideoX-5B_lora/04_train.py`` (fresh output folder, no ``--resume``) with
    the arm's ``--metric_name/--metric_mode``;
 6. held-out prompts x ``NUM_HELDOUT_SEEDS`` unseen seeds of their own (from ``HELDOUT_SEED_START``):
-   the base model and each arm's ``final_lora`` (loaded by ``generate.common.load_pipeline``, as
+   the base model and each arm's ``final_lora`` (loaded by ``generate.pipeline.load_pipeline``, as
    ``generate/t2v_inference.py`` does), then the arm's metric on every video (the scorer for
    ``consistency_score``);
 7. base vs adapter, paired by (prompt, seed): mean difference with a 95 % BCa bootstrap CI, win rate
@@ -169,7 +169,7 @@ def train_args(args) -> list[str]:
 def run_closed_loop(args, run_dir: Path) -> dict:
     """Run every stage in ``run_dir``; returns the results dict (also the JSON written)."""
     from evaluation.stats import paired_comparison
-    from metrics.lpips import build_random_lpips_weights
+    from metrics.lpips_weights import build_random_lpips_weights
     from utils.tiny_models import ensure_tiny_models
 
     t0, c0 = time.perf_counter(), cpu_seconds()
@@ -183,7 +183,7 @@ def run_closed_loop(args, run_dir: Path) -> dict:
             score = ["--vggt_model", str(paths["vggt"]), "--num_frames", "8", "--image_size", "112",
                      "--lpips_vgg_weights", str(vgg), "--lpips_lin_weights", str(lin), "--devices", "cpu"]
     base_model = str(paths["cogvideox-t2v"])
-    from generate.common import read_model_defaults
+    from generate.model_defaults import read_model_defaults
 
     d = read_model_defaults(base_model)
     size = ["--num_frames", str(d.num_frames), "--height", str(d.height), "--width", str(d.width)]

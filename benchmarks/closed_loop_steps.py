@@ -53,10 +53,10 @@ def generate_with_own_seeds(
     draws and every held-out item one of ``num_seeds`` videos (pseudo-replication). One script call
     per prompt would reload the pipeline hundreds of times, so this calls the script's own code
     (``generate.candidates.generate_candidates``, one ``groups`` part per prompt, joined by
-    ``merge_shards``) with one pipeline loaded by ``generate.common.load_pipeline``, adapter included.
+    ``merge_shards``) with one pipeline loaded by ``generate.pipeline.load_pipeline``, adapter included.
     """
     from generate.candidates import CandidateConfig, generate_candidates, merge_shards
-    from generate.common import load_pipeline
+    from generate.pipeline import load_pipeline
 
     prompts = read_json(prompts_json)
     pipe = load_pipeline(base_model, "t2v", lora_path=lora_path, progress_bar=False)

@@ -51,7 +51,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from generate.common import load_pipeline, read_model_defaults, resolve_video_size  # noqa: E402
+from generate.model_defaults import read_model_defaults, resolve_video_size  # noqa: E402
+from generate.pipeline import load_pipeline  # noqa: E402
 from generate.partial_denoise import PartialDenoiser, prune_step  # noqa: E402
 from generate.search import beam_search  # noqa: E402
 from generate.verifiers import Verifier, VerifierSettings  # noqa: E402

@@ -108,7 +108,7 @@ def arm_video_keys(arm: Arm, items: Iterable["PromptItem"], seeds: Iterable[int]
 
 
 def load_prompt_items(prompts_json: str | os.PathLike, num_prompts: int | None, need_image: bool) -> list[PromptItem]:
-    """Prompt items from a prompts/captions JSON (``generate.common.load_prompt_entries`` formats).
+    """Prompt items from a prompts/captions JSON (``generate.prompts.load_prompt_entries`` formats).
 
     Bad entries come back with ``error`` set (naming the file and key). Two keys mapping to the same
     ``prompt_id`` are an error on the second (whose id gets its index appended).
@@ -116,7 +116,7 @@ def load_prompt_items(prompts_json: str | os.PathLike, num_prompts: int | None, 
     Raises:
         utils.io_utils.JSONInputError: missing or malformed file.
     """
-    from generate.common import load_prompt_entries
+    from generate.prompts import load_prompt_entries
 
     items, seen = [], set()
     for i, e in enumerate(load_prompt_entries(prompts_json, num_prompts, need_image=need_image)):

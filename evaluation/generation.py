@@ -3,10 +3,10 @@
 For an arm, every prompt item and seed (and, for an adapter arm, every LoRA weight) gets
 ``<videos_dir>/<prompt_id>/<video name>`` (:mod:`evaluation.layout`). A video that exists and
 decodes with the expected frame count and size is kept (resume); any other is (re)generated and
-written atomically. The pipeline (``generate.common.load_pipeline``, the adapter applied with
+written atomically. The pipeline (``generate.pipeline.load_pipeline``, the adapter applied with
 ``utils.lora``) is loaded only when some video is missing; the LoRA weight is switched with
-``utils.lora.set_lora_scale`` between weights. The initial noise of a seed is the same in every
-arm (CPU generator, ``generate.common.generate_video``): the paired design.
+``utils.lora_apply.set_lora_scale`` between weights. The initial noise of a seed is the same in every
+arm (CPU generator, ``generate.pipeline.generate_video``): the paired design.
 """
 
 from __future__ import annotations
@@ -60,17 +60,16 @@ def generate_arm(
         Out-of-memory and CUDA errors (:func:`evaluation.device_errors.is_device_error`) are re-raised.
 
     Raises:
-        generate.common.GenerationConfigError / utils.lora.LoraAdapterError: the model or adapter
+        generate.pipeline.GenerationConfigError / utils.lora.LoraAdapterError: the model or adapter
             cannot be loaded (nothing of this arm can be generated).
     """
     from tqdm.auto import tqdm
 
     from generate.candidates import video_is_complete
-    from generate.common import (
-        generate_video, load_image, load_pipeline, read_model_defaults, resolve_video_size, save_video,
-    )
+    from generate.model_defaults import read_model_defaults, resolve_video_size
+    from generate.pipeline import generate_video, load_image, load_pipeline, save_video
     from evaluation.device_errors import is_device_error
-    from utils.lora import set_lora_scale
+    from utils.lora_apply import set_lora_scale
 
     frames_n, height, width = resolve_video_size(
         read_model_defaults(settings.base_model), settings.num_frames, settings.height, settings.width

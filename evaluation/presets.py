@@ -45,8 +45,8 @@ PRESETS: dict[str, dict] = {
                              images_dir=str(REPO_ROOT / "data" / "images"),
                              arms={"dpo": str(REPO_ROOT / "checkpoints" / "VideoGPA-I2V-lora")}),
     # lora_weights 0.1: the released CogVideoX1.5 inference applies the LoRA with absolute scaling 0.2
-    # (generate.common.COGVIDEOX15_RELEASED_LORA_SCALING), i.e. multiplier 0.2 * r / alpha = 0.1 of the
-    # trained alpha / r for the released adapter (r 64, alpha 128; generate.common.default_lora_scale).
+    # (generate.model_defaults.COGVIDEOX15_RELEASED_LORA_SCALING), i.e. multiplier 0.2 * r / alpha = 0.1 of the
+    # trained alpha / r for the released adapter (r 64, alpha 128; generate.model_defaults.default_lora_scale).
     # 1.0 would apply 10x the released scale. Another adapter: --lora_weights 0.2*r/alpha.
     "cogvideox1.5-5b": dict(_RELEASED, kind="t2v", base_model="THUDM/CogVideoX1.5-5B", prompts_json=CAPTIONS,
                             fps=16, lora_weights=[0.1],
@@ -95,7 +95,7 @@ def prepare_tiny(work_dir: str | Path, tiny_root: str | Path, base_model: str | 
     Returns:
         ``{"base_model", ["geometry_weights"], ["lpips_vgg_weights", "lpips_lin_weights"], ["random_adapter"]}``.
     """
-    from metrics.lpips import build_random_lpips_weights
+    from metrics.lpips_weights import build_random_lpips_weights
     from utils.tiny_models import ensure_tiny_models
 
     names = (() if base_model else ("cogvideox-t2v",)) + (("vggt",) if vggt else ())

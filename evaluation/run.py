@@ -167,7 +167,7 @@ def _prompt_items(s) -> list:
 
 def _build_evaluator(s):
     from evaluation.scoring import ScoringSettings, VideoEvaluator
-    from metrics.lpips import load_lpips
+    from metrics.lpips_weights import load_lpips
 
     settings = ScoringSettings(geometry_model=s.geometry_model, geometry_weights=s.geometry_weights,
                                num_frames=s.score_num_frames, image_size=s.image_size, conf_thres=s.conf_thres,
@@ -357,7 +357,7 @@ def main(argv: Sequence[str] | None, defaults: Mapping[str, Any]) -> int:
     from evaluation.arms import ArmSpecError
     from evaluation.scores_csv import ScoresFormatError
     from evaluation.summary import summarize_csv
-    from generate.common import GenerationConfigError
+    from generate.pipeline import GenerationConfigError
     from metrics.lpips import LPIPSWeightsError
     from utils.io_utils import JSONInputError
 

@@ -50,19 +50,17 @@ from typing import Any, Mapping, Sequence
 if __package__ in (None, ""):  # `python generate/candidates.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from generate.common import (  # noqa: E402
+from generate.model_defaults import read_model_defaults, resolve_video_size  # noqa: E402
+from generate.pipeline import (  # noqa: E402
     OFFLOAD_MODES,
     GenerationConfigError,
-    PromptEntry,
     launcher_info,
     generate_video,
     load_image,
     load_pipeline,
-    load_prompt_entries,
-    read_model_defaults,
-    resolve_video_size,
     save_video,
 )
+from generate.prompts import PromptEntry, load_prompt_entries  # noqa: E402
 from utils.config_cli import Arg, build_config_parser, config_from_args  # noqa: E402
 from utils.io_utils import JSONInputError, atomic_write_json, read_json, slugify  # noqa: E402
 from utils.launcher import SHARD_HELP, LaunchInfo  # noqa: E402
@@ -98,7 +96,7 @@ class CandidateConfig:
     Attributes:
         base_model: diffusers pipeline folder or hub id.
         prompts_json: prompts JSON (``{"id": {"text_prompt", "image_prompt"}}`` / list) or captions
-            JSON (``{key: caption}``), see ``generate.common.load_prompt_entries``.
+            JSON (``{key: caption}``), see ``generate.prompts.load_prompt_entries``.
         output_dir: output root for ``<group_id>/seed_<seed>.mp4``.
         kind: ``"t2v"`` or ``"i2v"``.
         num_seeds, seed_start: seeds ``seed_start .. seed_start + num_seeds - 1`` per prompt.
@@ -107,7 +105,7 @@ class CandidateConfig:
         num_prompts: only the first N prompt entries (None = all).
         groups_json: groups JSON path; default ``<output_dir>/groups.json``.
         num_shards, shard_index: this process handles shard ``shard_index`` of ``num_shards``.
-        gpu_id, offload, lora_path, lora_scale: see ``generate.common.load_pipeline``.
+        gpu_id, offload, lora_path, lora_scale: see ``generate.pipeline.load_pipeline``.
     """
 
     base_model: str
@@ -324,7 +322,7 @@ def generate_candidates(cfg: CandidateConfig, pipe=None) -> dict:
 
     Args:
         cfg: run settings.
-        pipe: an already loaded pipeline (from ``generate.common.load_pipeline``); by default one is
+        pipe: an already loaded pipeline (from ``generate.pipeline.load_pipeline``); by default one is
             loaded once, and only if some video is missing.
     Returns:
         The groups document as written to ``cfg.out_json_path``.

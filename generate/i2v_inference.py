@@ -7,7 +7,7 @@ Batch mode: ``--prompt_json prompts.json`` (``{"id": {"text_prompt": ..., "image
 a list; image paths relative to the JSON file) with ``--num_prompts N``. Writes
 ``<output_dir>/<image-name>_seed<seed>.mp4``. The image is centre-cropped to the video's aspect
 ratio and resized. CogVideoX-5B-I2V has a learned position table: 49 frames at 480x720 only.
-See ``generate/common.py``.
+See ``generate/inference_cli.py``.
 """
 
 import sys
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from generate.common import inference_main  # noqa: E402
+from generate.inference_cli import inference_main  # noqa: E402
 from utils.scripts import script_defaults  # noqa: E402
 
 # --- configuration (every value can be overridden on the command line) ---

@@ -126,7 +126,7 @@ def save_video_with_record(frames: np.ndarray, video: str | os.PathLike, record:
     Returns:
         The video path.
     """
-    from generate.common import save_video
+    from generate.pipeline import save_video
 
     video = Path(video)
     record_path(video).unlink(missing_ok=True)

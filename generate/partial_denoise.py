@@ -156,9 +156,9 @@ class PartialDenoiser:
     """Generate one video request in resumable segments, counting NFE and VAE decodes.
 
     Args:
-        pipe: a loaded pipeline (``generate.common.load_pipeline``).
+        pipe: a loaded pipeline (``generate.pipeline.load_pipeline``).
         prompt, image, num_frames, height, width, num_inference_steps, guidance_scale,
-        negative_prompt: as for ``generate.common.generate_video`` (the prompt is encoded once here).
+        negative_prompt: as for ``generate.pipeline.generate_video`` (the prompt is encoded once here).
     Attributes:
         nfe: denoiser evaluations so far (see module doc for the convention).
         vae_decodes: latents decoded to frames so far.

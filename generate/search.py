@@ -277,7 +277,7 @@ def _search(denoiser: PartialDenoiser, verifier: Verifier, config: SearchConfig,
 def search_video(pipe, verifier: Verifier, config: SearchConfig, *, prompt: str, seed: int, num_frames: int,
                  height: int, width: int, num_inference_steps: int = 50, guidance_scale: float = 6.0,
                  image=None, negative_prompt: str | None = None, progress: bool = True) -> SearchResult:
-    """Run ``config``'s search for one request; arguments as ``generate.common.generate_video``.
+    """Run ``config``'s search for one request; arguments as ``generate.pipeline.generate_video``.
 
     Returns:
         :class:`SearchResult` (``frames``: the chosen uint8 ``[num_frames, height, width, 3]`` video).

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from generate.common import GenerationConfigError, save_video, select_device
+from generate.pipeline import GenerationConfigError, save_video, select_device
 from generate.partial_denoise import SearchError, prune_step
 from generate.search import SEARCH_MODES, SearchConfig, search_settings, search_video
 from generate.verifiers import (

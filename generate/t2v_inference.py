@@ -6,7 +6,7 @@
 Batch mode: ``--prompt_json prompts.json`` (``{"id": {"text_prompt": ...}}`` or a list) with
 ``--num_prompts N``. Writes ``<output_dir>/<prompt-slug>_seed<seed>.mp4``. Frame count and size
 default to what the checkpoint was trained for (CogVideoX-5B: 49 frames 480x720; CogVideoX1.5-5B,
-``--base_model THUDM/CogVideoX1.5-5B``: 81 frames 768x1360). See ``generate/common.py``.
+``--base_model THUDM/CogVideoX1.5-5B``: 81 frames 768x1360). See ``generate/inference_cli.py``.
 """
 
 import sys
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from generate.common import inference_main  # noqa: E402
+from generate.inference_cli import inference_main  # noqa: E402
 from utils.scripts import script_defaults  # noqa: E402
 
 # --- configuration (every value can be overridden on the command line) ---

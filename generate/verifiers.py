@@ -44,7 +44,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from generate.common import GenerationConfigError
+from generate.pipeline import GenerationConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def prepare_frames(frames: np.ndarray, num_frames: int, image_size: int) -> np.n
     Raises:
         ValueError: not a non-empty uint8 ``[F, H, W, 3]`` array.
     """
-    from utils.video_utils import center_crop_resize, sample_frame_indices
+    from utils.frames import center_crop_resize, sample_frame_indices
 
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:

@@ -1,7 +1,7 @@
 """Image/video metrics of the VideoGPA geometry-consistency scorer.
 
 * :func:`mse`, :func:`mse_per_image` -- masked MSE on [0, 1] images ``[N, C, H, W]``.
-* :class:`LPIPS`, :func:`load_lpips` -- LPIPS v0.1 (VGG16) in plain torch, [0, 1] inputs.
+* :class:`LPIPS`, :func:`load_lpips` (:mod:`metrics.lpips_weights`) -- LPIPS v0.1 (VGG16) in plain torch, [0, 1] inputs.
 * :func:`consistency_score` (mse + lpips), :func:`motion_norm` / :func:`motion_norm_released`
   (camera motion), :func:`coverage`.
 * evaluation metrics: :func:`psnr`, :func:`ssim` (:mod:`metrics.psnr_ssim`), :func:`mvcs`
@@ -17,13 +17,12 @@ from .consistency import (
     motion_norm_released,
     relative_rotation_angles,
 )
-from .lpips import (
+from .lpips import LPIPS, LPIPSWeightsError
+from .lpips_weights import (
     ENV_LIN_WEIGHTS,
     ENV_VGG_WEIGHTS,
-    LPIPS,
     LPIPS_VGG_LIN_URL,
     VGG16_URL,
-    LPIPSWeightsError,
     build_random_lpips_weights,
     load_lpips,
     load_state_dict_file,

@@ -86,7 +86,8 @@ def test_every_stage_wrote_its_outputs(demo_run, mode):
 def test_adapter_loads_and_its_video_decodes(demo_run, mode):
     from diffusers import CogVideoXTransformer3DModel
 
-    from utils.lora import load_lora_adapter, validate_adapter_dir
+    from utils.lora import validate_adapter_dir
+    from utils.lora_apply import load_lora_adapter
 
     adapter = validate_adapter_dir(demo_run / mode / "dpo" / "final_lora")
     base = json.loads((demo_run / "report.json").read_text())["tiny_models"][

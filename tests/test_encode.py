@@ -147,7 +147,7 @@ def test_encode_script_cogvideox15(tiny_models, video_set):
 def test_encode_i2v_condition_equals_pipeline_prepare_latents(tiny_models, video_set):
     from diffusers import CogVideoXImageToVideoPipeline
 
-    from generate.common import load_image  # how the inference scripts load a first frame
+    from generate.pipeline import load_image  # how the inference scripts load a first frame
 
     model = tiny_models["cogvideox-i2v"]
     main = _script("CogVideoX-I2V-5B_lora", "03_encode.py")["main"]
@@ -198,7 +198,7 @@ def test_encode_i2v_condition_equals_pipeline_prepare_latents(tiny_models, video
 
 
 def test_i2v_condition_samples_with_a_cpu_generator_on_any_device(monkeypatch):
-    """Candidates are generated with a CPU generator (generate.common.generate_video); on CUDA the
+    """Candidates are generated with a CPU generator (generate.pipeline.generate_video); on CUDA the
     encoder must draw the image-latent sample from a CPU generator too, or the condition differs."""
     from types import SimpleNamespace
 

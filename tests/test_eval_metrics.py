@@ -178,7 +178,7 @@ def test_flow_warp_error_scene_vs_warped(scene, warped):
 
 
 def test_temporal_lpips(tmp_path):
-    from metrics.lpips import build_random_lpips_weights, load_lpips
+    from metrics.lpips_weights import build_random_lpips_weights, load_lpips
 
     lp = load_lpips(*build_random_lpips_weights(tmp_path, seed=0, width=0.25), allow_download=False)
     img = _photo(32)

@@ -164,7 +164,7 @@ def test_cogvideox15_preset_uses_the_released_lora_scale():
     from types import SimpleNamespace
 
     from evaluation.presets import PRESETS
-    from generate.common import COGVIDEOX15_RELEASED_LORA_SCALING, default_lora_scale
+    from generate.model_defaults import COGVIDEOX15_RELEASED_LORA_SCALING, default_lora_scale
 
     p = PRESETS["cogvideox1.5-5b"]
     released = default_lora_scale(SimpleNamespace(lora_scaling=COGVIDEOX15_RELEASED_LORA_SCALING), p["arms"]["dpo"])
@@ -179,7 +179,7 @@ def test_cogvideox15_preset_uses_the_released_lora_scale():
 def tiny_run(tiny_models, tiny_vggt, tmp_path_factory):
     """One tiny evaluation: 2 good prompts + 1 bad entry, arms original, dpo (random adapter), broken (missing)."""
     from evaluation.presets import build_random_lora_adapter
-    from metrics.lpips import build_random_lpips_weights
+    from metrics.lpips_weights import build_random_lpips_weights
 
     root = tmp_path_factory.mktemp("evaluate")
     base = tiny_models["cogvideox-t2v"]

@@ -62,7 +62,7 @@ def test_scorer_with_da3_on_real_videos_is_deterministic(tiny_da3, tmp_path):
 
 def test_evaluation_score_only_with_da3_on_real_videos_is_deterministic(tiny_da3, tmp_path):
     from evaluation.scores_csv import read_scores
-    from metrics.lpips import build_random_lpips_weights
+    from metrics.lpips_weights import build_random_lpips_weights
 
     videos = tmp_path / "videos"
     for i, name in enumerate(REAL):

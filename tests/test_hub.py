@@ -45,7 +45,8 @@ def test_unreachable_hub_and_unknown_repo(monkeypatch):
 
 
 def test_cogvideox_and_vggt_loaders_use_it(monkeypatch, tmp_path):
-    from generate.common import GenerationConfigError, read_model_defaults
+    from generate.model_defaults import read_model_defaults
+    from generate.pipeline import GenerationConfigError
     from vggt.hub import load_vggt
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

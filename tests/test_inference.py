@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 from generate import i2v_inference, t2v_inference
-from generate.common import (
-    GenerationConfigError,
+from generate.model_defaults import (
     ModelDefaults,
     default_lora_scale,
     read_model_defaults,
-    load_prompt_entries,
     model_defaults,
     resolve_video_size,
 )
+from generate.pipeline import GenerationConfigError
+from generate.prompts import load_prompt_entries
 from utils.video_utils import read_video_frames
 
 REPO = Path(__file__).resolve().parent.parent
@@ -203,7 +203,7 @@ def test_load_prompt_entries_formats(tmp_path, fixtures_dir):
 
 
 def test_help_text_shows_each_default_once_and_the_right_adapter():
-    from generate.common import build_inference_parser
+    from generate.inference_cli import build_inference_parser
 
     for kind, script, adapter in (("t2v", t2v_inference, "VideoGPA-T2V-lora"), ("i2v", i2v_inference, "VideoGPA-I2V-lora")):
         text = " ".join(build_inference_parser(kind, script_defaults_of(script)).format_help().split())
@@ -271,7 +271,7 @@ def test_inconsistent_launcher_variables_are_a_config_error(tiny_models, fixture
     import torch
 
     from generate.candidates import main as candidates_main
-    from generate.common import select_device
+    from generate.pipeline import select_device
 
     monkeypatch.setenv("RANK", "4")
     monkeypatch.setenv("WORLD_SIZE", "4")

@@ -12,16 +12,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from generate.common import generate_video, load_pipeline
+from generate.pipeline import generate_video, load_pipeline
 from utils.lora import (
     LORA_TARGET_MODULES,
     LoraAdapterError,
     get_lora_state_dict,
-    load_lora_adapter,
     make_lora_config,
     save_lora_adapter,
     validate_adapter_dir,
 )
+from utils.lora_apply import load_lora_adapter
 
 REPO = Path(__file__).resolve().parent.parent
 RELEASED = {n: REPO / "checkpoints" / f"VideoGPA-{n}-lora" for n in ("T2V", "I2V", "T2V1.5")}

@@ -182,7 +182,7 @@ def test_lpips_unavailable_weights_give_instructions(monkeypatch, tmp_path, lpip
 
 def test_lpips_uses_cache(monkeypatch, tmp_path, lpips_files):
     """URL sources are looked up in the cache folder first (as a download would have left them)."""
-    from metrics.lpips import LPIPS_LIN_CACHE_NAME
+    from metrics.lpips_weights import LPIPS_LIN_CACHE_NAME
 
     cache = tmp_path / "cache"
     cache.mkdir()

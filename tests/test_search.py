@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from generate import i2v_inference, t2v_inference
-from generate.common import generate_video, load_pipeline
+from generate.pipeline import generate_video, load_pipeline
 from generate.partial_denoise import PartialDenoiser, SearchError, _x0_of_step
 from generate.search import SearchConfig, beam_search, best_of_n
 from generate.verifiers import (

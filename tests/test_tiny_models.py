@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from generate.common import pipeline_defaults, read_model_defaults
+from generate.model_defaults import pipeline_defaults, read_model_defaults
 from utils.tiny_models import build_tiny_cogvideox
 
 WEIGHT_FILES = (

@@ -144,7 +144,7 @@ def test_train_inference_parity(tiny_models, fixtures_dir, name):
     """Capture the pipeline's transformer call (1 step, no CFG) and rebuild it with the trainer."""
     from diffusers import DiffusionPipeline
 
-    from generate.common import load_image
+    from generate.pipeline import load_image
     from train_dpo.encode import prepare_image_latents
 
     pipe = DiffusionPipeline.from_pretrained(str(tiny_models[name]))

@@ -5,14 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from utils.frames import center_crop_resize, sample_frame_indices
 from utils.video_utils import (
     VideoReadError,
-    center_crop_resize,
     count_frames,
     get_video_info,
     load_frames,
     read_video_frames,
-    sample_frame_indices,
     sample_uniform_frames,
     write_video,
 )

@@ -48,7 +48,10 @@ from typing import Any
 import torch
 
 from utils.config_cli import Arg, build_config_parser, config_from_args
+from utils.device import compute_dtype, resolve_device
 from utils.io_utils import atomic_write_bytes, atomic_write_json, read_json, slugify
+from utils.model_facts import requires_image_latents
+from utils.vae_tiling import enable_vae_memory_savers, encode_latent_dist
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +87,8 @@ class EncodeConfig:
         seed: VAE posterior sampling: per video ``seed`` mixed with the crc32 of its path; the I2V
             image latents use ``seed`` itself (like ``pipe(..., generator=manual_seed(seed))``).
         device: ``"cuda"``/``"cpu"``/None (CUDA when available).
-        dtype: ``"bf16"``/``"fp16"``/``"fp32"``/None (bf16 on CUDA, fp32 on CPU).
+        dtype: ``"bf16"``/``"fp16"``/``"fp32"``/None (``utils.device.compute_dtype``: bf16 on CUDA
+            from sm_80 on, fp16 on older GPUs, fp32 on CPU).
         vae_slicing, vae_tiling: memory savers of the VAE (tiling changes latents slightly).
         max_sequence_length: T5 tokens (226 for every CogVideoX).
         limit_groups: encode only the first N groups (smoke runs).
@@ -115,9 +119,9 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 def _resolve_device_dtype(device: str | None, dtype: str | None) -> tuple[torch.device, torch.dtype]:
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     if dtype is None:
-        return dev, (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+        return dev, compute_dtype(dev)
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     return dev, _DTYPES[dtype]
@@ -137,39 +141,34 @@ def load_encode_pipeline(
     ``pipe.transformer_config`` (``patch_size_t``, ``in_channels``...).
 
     Returns:
-        The pipeline in eval mode on ``device`` in ``dtype`` (default: CUDA/bf16 or CPU/fp32).
+        The pipeline in eval mode on ``device`` in ``dtype`` (defaults: ``utils.device``).
     """
     from diffusers import CogVideoXTransformer3DModel, DiffusionPipeline
 
     from utils.hub import check_hub_model
 
     check_hub_model(base_model, ("model_index.json",), "CogVideoX model", "--base_model")
-    dev = torch.device(device) if device is not None else _resolve_device_dtype(None, None)[0]
+    dev = resolve_device(device)
     if dtype is None:
-        dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+        dtype = compute_dtype(dev)
     pipe = DiffusionPipeline.from_pretrained(str(base_model), transformer=None, torch_dtype=dtype)
     pipe.to(dev)
     pipe.transformer_config = CogVideoXTransformer3DModel.load_config(
         str(base_model), subfolder="transformer"
     )
-    if vae_slicing:
-        pipe.vae.enable_slicing()
-    from generate.common import _vae_tiling_is_exact
-
-    if vae_tiling and _vae_tiling_is_exact(pipe.vae):  # not for tiny VAEs (wrong latent size)
-        pipe.vae.enable_tiling()
+    enable_vae_memory_savers(pipe.vae, slicing=vae_slicing, tiling=vae_tiling)
     for m in (pipe.vae, pipe.text_encoder):
         m.eval().requires_grad_(False)
     return pipe
 
 
 def is_i2v_pipeline(pipe) -> bool:
-    """True for an image-to-video pipeline (class name, or transformer in_channels = 2 x latent)."""
-    if "ImageToVideo" in type(pipe).__name__:
-        return True
-    cfg = getattr(pipe, "transformer_config", None) or {}
-    inc, outc = cfg.get("in_channels"), cfg.get("out_channels")
-    return inc is not None and outc is not None and inc == 2 * outc
+    """True when the model needs image-conditioning latents (``utils.model_facts.requires_image_latents``
+    of ``pipe.transformer_config``, or of ``pipe.transformer.config`` for a full pipeline)."""
+    cfg = getattr(pipe, "transformer_config", None)
+    if cfg is None:
+        cfg = pipe.transformer.config
+    return requires_image_latents(cfg)
 
 
 def video_frames_to_tensor(frames, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -179,34 +178,6 @@ def video_frames_to_tensor(frames, device=None, dtype=torch.float32) -> torch.Te
         raise ValueError(f"frames must be [T, H, W, 3], got {tuple(t.shape)}")
     t = t.to(device=device, dtype=torch.float32).div(255.0).mul(2.0).sub(1.0)
     return t.permute(3, 0, 1, 2).unsqueeze(0).to(dtype)
-
-
-_TILING_WARNED = False
-
-
-def _vae_latent_dist(vae, x: torch.Tensor):
-    """``vae.encode(x).latent_dist``, falling back to untiled encoding when tiling gives a wrong size.
-
-    diffusers' tiled CogVideoX encoder is exact in shape only for sizes its tile grid divides (it
-    does for 480x720 and 768x1360, not e.g. for 64x96, where it returns 9x12 instead of 8x12).
-    """
-    global _TILING_WARNED
-    sf = 2 ** (len(vae.config.block_out_channels) - 1)
-    want = (x.shape[-2] // sf, x.shape[-1] // sf)
-    dist = vae.encode(x).latent_dist
-    if tuple(dist.mean.shape[-2:]) != want and getattr(vae, "use_tiling", False):
-        if not _TILING_WARNED:
-            logger.warning(
-                "tiled VAE encoding gave latents %s for %s px (expected %s); encoding untiled",
-                tuple(dist.mean.shape[-2:]), tuple(x.shape[-2:]), want,
-            )  # fmt: skip
-            _TILING_WARNED = True
-        vae.use_tiling = False
-        try:
-            dist = vae.encode(x).latent_dist
-        finally:
-            vae.use_tiling = True
-    return dist
 
 
 @torch.no_grad()
@@ -225,7 +196,7 @@ def encode_video_latents(vae, video: torch.Tensor, generator: torch.Generator | 
     if video.dim() != 5 or video.shape[0] != 1:
         raise ValueError(f"video must be [1, 3, T, H, W], got {tuple(video.shape)}")
     video = video.to(device=vae.device, dtype=vae.dtype)
-    latents = _vae_latent_dist(vae, video).sample(generator=generator) * vae.config.scaling_factor
+    latents = encode_latent_dist(vae, video).sample(generator=generator) * vae.config.scaling_factor
     return latents[0].permute(1, 0, 2, 3).contiguous()  # [C, F, h, w] -> [F, C, h, w]
 
 
@@ -262,7 +233,7 @@ def prepare_image_latents(
 
     Args:
         pipe: a CogVideoX pipeline (its ``vae`` and ``video_processor`` are used).
-        image: a path (loaded with ``generate.common.load_image``: centre crop + resize, as the
+        image: a path (loaded with ``generate.pipeline.load_image``: centre crop + resize, as the
             candidate generator and ``generate/i2v_inference.py`` load first frames) or a PIL
             image / tensor, passed to ``video_processor.preprocess`` as the pipeline does.
         num_frames: pixel frames of the video (e.g. 49).
@@ -281,7 +252,7 @@ def prepare_image_latents(
             cfg = pipe.transformer.config
         patch_size_t = (cfg or {}).get("patch_size_t")
     if isinstance(image, (str, os.PathLike)):
-        from generate.common import load_image
+        from generate.pipeline import load_image
 
         image = load_image(image, height, width)
     vae = pipe.vae
@@ -296,7 +267,7 @@ def prepare_image_latents(
     # prepare_latents
     n_lat = (num_frames - 1) // tc + 1
     img = img.unsqueeze(2)  # [B, C, 1, H, W]
-    image_latents = torch.cat([_vae_latent_dist(vae, x.unsqueeze(0)).sample(generator) for x in img], dim=0)
+    image_latents = torch.cat([encode_latent_dist(vae, x.unsqueeze(0)).sample(generator) for x in img], dim=0)
     image_latents = image_latents.to(dtype).permute(0, 2, 1, 3, 4)  # [B, F, C, h, w]
     if not vae.config.invert_scale_latents:
         image_latents = vae.config.scaling_factor * image_latents
@@ -328,7 +299,7 @@ def encode_group_condition(
     when ``image`` is given. The image sample uses a CPU ``torch.Generator().manual_seed(seed)`` on
     every device (a CUDA generator draws other numbers), so the latents equal those of
     ``pipe(image=..., generator=torch.Generator().manual_seed(seed))``, the CPU generator that
-    ``generate.common.generate_video`` (candidate generation, inference) passes."""
+    ``generate.pipeline.generate_video`` (candidate generation, inference) passes."""
     out = {"prompt_embeds": encode_prompt_embeds(pipe, prompt, max_sequence_length)}
     if image is not None:
         gen = torch.Generator().manual_seed(int(seed))

@@ -344,7 +344,7 @@ def build_processor(args, device: str, lpips_module=None):
     """
     import torch
 
-    from metrics.lpips import load_lpips
+    from metrics.lpips_weights import load_lpips
     from pipelines.process_video import VideoProcessor
 
     lp = None
@@ -516,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_argparser().parse_args(argv)
     _configure_logging(args.log_level)
     quiet_expected_messages()
-    from metrics.lpips import LPIPSWeightsError, load_lpips
+    from metrics.lpips import LPIPSWeightsError
+    from metrics.lpips_weights import load_lpips
     from utils.io_utils import JSONInputError, atomic_write_json
 
     # ---- merge mode --------------------------------------------------------------------------

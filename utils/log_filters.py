@@ -105,4 +105,4 @@ def quiet_tiny_model_messages() -> None:
     for name in ("diffusers.pipelines.cogvideo.pipeline_cogvideox",
                  "diffusers.pipelines.cogvideo.pipeline_cogvideox_image2video"):
         _add_filter(name, DropMessages(_T5_TRUNCATED), f"t5-drop:{name}")
-    _add_filter("generate.common", DropMessages("running on CPU in float32"), "cpu-float32")
+    _add_filter("generate.pipeline", DropMessages("running on CPU in float32"), "cpu-float32")

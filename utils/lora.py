@@ -1,8 +1,9 @@
-"""LoRA adapters for the CogVideoX transformer: config, validation, loading, saving.
+"""The LoRA adapter folder of the CogVideoX transformer: config, validation, saving.
 
 Shared by the inference scripts (``generate/``) and the Diffusion-DPO trainer (``train_dpo/``), so
-that what the trainer writes is exactly what inference reads, and both match the released VideoGPA
-adapters (``checkpoints/VideoGPA-{T2V,I2V,T2V1.5}-lora/``).
+that what the trainer writes (:func:`save_lora_adapter`) is exactly what inference reads
+(:func:`validate_adapter_dir`, then ``utils.lora_apply.load_lora_adapter``), and both match the
+released VideoGPA adapters (``checkpoints/VideoGPA-{T2V,I2V,T2V1.5}-lora/``).
 
 On-disk format (the PEFT folder format, as written by ``peft.PeftModel.save_pretrained``)::
 
@@ -24,15 +25,21 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Iterable
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from utils.io_utils import apply_umask, make_temp_dir
 
 logger = logging.getLogger(__name__)
+
+# peft is imported inside the functions that use it: it imports transformers (seconds), and the
+# inference scripts validate adapter folders (and fail fast) without it.
 
 __all__ = [
     "LORA_TARGET_MODULES",
@@ -42,8 +49,7 @@ __all__ = [
     "make_lora_config",
     "read_adapter_config",
     "validate_adapter_dir",
-    "load_lora_adapter",
-    "set_lora_scale",
+    "unwrap_compiled",
     "get_lora_state_dict",
     "save_lora_adapter",
 ]
@@ -137,8 +143,6 @@ def read_adapter_config(path: str | os.PathLike):
 def _target_linears(model: torch.nn.Module, target_modules) -> dict[str, torch.nn.Linear]:
     """``{module path: nn.Linear}`` of the modules that peft would adapt for ``target_modules``."""
     if isinstance(target_modules, str):
-        import re
-
         pattern = re.compile(target_modules)
         match = lambda name: pattern.fullmatch(name) is not None  # noqa: E731
     else:
@@ -153,7 +157,8 @@ def _target_linears(model: torch.nn.Module, target_modules) -> dict[str, torch.n
     return out
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap_compiled(model: torch.nn.Module) -> torch.nn.Module:
+    """The module under ``torch.compile`` wrappers (``_orig_mod``), or ``model`` itself."""
     while hasattr(model, "_orig_mod"):  # torch.compile
         model = model._orig_mod
     return model
@@ -201,13 +206,11 @@ def validate_adapter_dir(path: str | os.PathLike, transformer: torch.nn.Module |
             f"('{PEFT_KEY_PREFIX}<module>.lora_A.weight' / '.lora_B.weight'), e.g. {bad[0]!r}"
         )
     if transformer is not None:
-        _check_keys_fit(weights, config, shapes, _unwrap(transformer))
+        _check_keys_fit(weights, config, shapes, unwrap_compiled(transformer))
     return p
 
 
 def _safetensors_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(weights), framework="pt") as f:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
@@ -248,121 +251,9 @@ def _check_keys_fit(weights: Path, config, shapes: dict[str, tuple[int, ...]], m
         )
 
 
-def load_lora_adapter(
-    transformer: torch.nn.Module,
-    path: str | os.PathLike,
-    scale: float = 1.0,
-    merge: bool = False,
-    adapter_name: str = "videogpa",
-    is_trainable: bool = False,
-) -> torch.nn.Module:
-    """Apply the LoRA adapter at ``path`` to ``transformer`` in place and return it.
-
-    Args:
-        transformer: ``CogVideoXTransformer3DModel`` (any dtype/device; LoRA weights follow the base
-            layer's dtype and device).
-        path: adapter folder (validated with :func:`validate_adapter_dir` against ``transformer``).
-        scale: multiplies the LoRA delta: 0 gives the base model exactly, 1 the adapter as trained.
-        merge: fold ``scale * alpha / r * B @ A`` into the base weights and remove the LoRA layers
-            (no inference overhead; the adapter can no longer be switched off). Not allowed when the
-            model already carries other adapters.
-        adapter_name: name of the adapter inside the model (unmerged case).
-        is_trainable: keep the LoRA weights trainable (``requires_grad``), e.g. to continue training.
-    Returns:
-        ``transformer`` (same object), with the adapter applied.
-    Raises:
-        LoraAdapterError: see :func:`validate_adapter_dir`; also when loading leaves LoRA weights unset.
-        ValueError: ``merge=True`` on a model that already has LoRA layers, or ``adapter_name`` in use.
-    """
-    from peft import inject_adapter_in_model, set_peft_model_state_dict
-    from peft.tuners.lora import LoraLayer
-    from safetensors.torch import load_file
-
-    model = _unwrap(transformer)
-    folder = validate_adapter_dir(path, model)
-    config = read_adapter_config(folder)
-    config.inference_mode = not is_trainable
-    already = any(isinstance(m, LoraLayer) for m in model.modules())
-    if merge and already:
-        raise ValueError("merge=True needs a model without other LoRA layers; load unmerged instead")
-    if adapter_name in (getattr(model, "peft_config", None) or {}):
-        raise ValueError(f"the model already has an adapter named {adapter_name!r}")
-
-    weights = folder / ADAPTER_WEIGHTS_NAME
-    try:
-        state = load_file(str(weights), device="cpu")
-    except Exception as e:
-        raise LoraAdapterError(f"cannot read LoRA adapter weights {weights}: {e}") from e
-    state = {k[len(PEFT_KEY_PREFIX) :]: v for k, v in state.items()}
-
-    if hasattr(model, "add_adapter") and hasattr(model, "_hf_peft_config_loaded"):
-        model.add_adapter(config, adapter_name=adapter_name)  # diffusers' PeftAdapterMixin bookkeeping
-    else:
-        inject_adapter_in_model(config, model, adapter_name=adapter_name)
-    result = set_peft_model_state_dict(model, state, adapter_name=adapter_name)
-    unexpected = list(getattr(result, "unexpected_keys", []) or [])
-    missing = [k for k in (getattr(result, "missing_keys", []) or []) if f".{adapter_name}." in k and "lora_" in k]
-    if unexpected or missing:
-        raise LoraAdapterError(
-            f"{weights}: loading left {len(missing)} LoRA weight(s) unset and {len(unexpected)} unused, "
-            f"e.g. {(missing + unexpected)[0]!r}"
-        )
-    set_lora_scale(model, scale, adapter_name)
-    if merge:
-        _merge_and_unload(model, adapter_name)
-    logger.info("loaded LoRA adapter %s (scale %g%s)", folder, scale, ", merged" if merge else "")
-    return transformer
-
-
-def set_lora_scale(transformer: torch.nn.Module, scale: float, adapter_name: str = "videogpa") -> int:
-    """Set the multiplier of an applied (unmerged) adapter: the delta becomes ``scale * alpha / r * B @ A``.
-
-    Args:
-        transformer: a model carrying the adapter (see :func:`load_lora_adapter`).
-        scale: LoRA weight (0 = base model, 1 = the adapter as trained).
-        adapter_name: the adapter's name inside the model.
-    Returns:
-        how many LoRA layers were set.
-    Raises:
-        ValueError: the model has no LoRA layer of that adapter (e.g. it was merged).
-    """
-    from peft.tuners.lora import LoraLayer
-
-    n = 0
-    for m in _unwrap(transformer).modules():
-        if isinstance(m, LoraLayer) and adapter_name in m.scaling:
-            m.set_scale(adapter_name, float(scale))
-            n += 1
-    if n == 0:
-        raise ValueError(f"the model has no unmerged LoRA adapter named {adapter_name!r}")
-    return n
-
-
-def _merge_and_unload(model: torch.nn.Module, adapter_name: str) -> None:
-    from peft.tuners.lora import LoraLayer
-
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, LoraLayer)]
-    with torch.no_grad():
-        for name, layer in layers:
-            layer.merge(adapter_names=[adapter_name])
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, layer.get_base_layer())
-    cfg = getattr(model, "peft_config", None)
-    if isinstance(cfg, dict):
-        cfg.pop(adapter_name, None)
-        if not cfg:
-            try:
-                del model.peft_config
-            except AttributeError:
-                pass
-    if getattr(model, "_hf_peft_config_loaded", False):
-        model._hf_peft_config_loaded = False
-
-
 def _peft_parts(model: torch.nn.Module, adapter_name: str | None):
     """(base module, LoraConfig, adapter name, is PeftModel) of a PeftModel or an injected module."""
-    model = _unwrap(model)
+    model = unwrap_compiled(model)
     is_peft_model = hasattr(model, "base_model") and hasattr(model.base_model, "model") and hasattr(
         model, "peft_config"
     )
@@ -426,8 +317,6 @@ def save_lora_adapter(
     Raises:
         ValueError: the model carries no (such) adapter.
     """
-    from safetensors.torch import save_file
-
     model, base, config, adapter_name = _peft_parts(model, adapter_name)
     state = get_lora_state_dict(model, adapter_name)
     out_dir = Path(out_dir)

@@ -1,4 +1,4 @@
-"""Video reading, frame sampling and atomic video writing (imageio-ffmpeg; no decord, no OpenCV).
+"""Video file I/O: reading (sampled) frames and atomic video writing (imageio-ffmpeg; no decord, no OpenCV).
 
 Every stage of the VideoGPA pipeline touches video files: candidate generation writes them, the
 geometry-consistency scorer samples a few frames per video (VideoGPA, arXiv 2601.23286, Sec. 3:
@@ -12,9 +12,8 @@ Conventions
 * Frame ``i`` is the ``i``-th frame the decoder outputs (presentation order, no frame-rate
   conversion: ffmpeg runs with ``-fps_mode passthrough`` so duplicated/dropped timestamps of
   variable-frame-rate files are not papered over).
-* Resizing first centre-crops to the target aspect ratio (nothing is stretched), then resamples
-  with PIL (bicubic by default; PIL's bicubic filter widens its support when shrinking, so it is
-  anti-aliased like area averaging).
+* Frame sampling and resizing are ``utils.frames`` (uniform indices, first and last included;
+  centre crop to the target aspect ratio, then PIL bicubic).
 
 Errors
 ------
@@ -39,8 +38,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import imageio_ffmpeg
 import numpy as np
-from PIL import Image
+
+from utils.frames import center_crop_resize, sample_frame_indices
 
 __all__ = [
     "VideoReadError",
@@ -48,22 +49,11 @@ __all__ = [
     "get_video_info",
     "count_frames",
     "frame_size",
-    "sample_frame_indices",
-    "center_crop_resize",
     "read_video_frames",
     "load_frames",
     "sample_uniform_frames",
     "write_video",
 ]
-
-_RESAMPLE = {
-    "bicubic": Image.BICUBIC,
-    "bilinear": Image.BILINEAR,
-    "lanczos": Image.LANCZOS,
-    "area": Image.BOX,
-    "box": Image.BOX,
-    "nearest": Image.NEAREST,
-}
 
 
 class VideoReadError(ValueError):
@@ -106,8 +96,6 @@ class VideoInfo:
 
 
 def _ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -163,8 +151,6 @@ def _probe_decode(path: str, allow_decode_errors: bool) -> int:
 
 def _iter_frames(path: str) -> tuple[dict, Iterator[np.ndarray]]:
     """Open ``path`` with imageio-ffmpeg; return (meta, iterator over uint8 [H, W, 3] frames)."""
-    import imageio_ffmpeg
-
     # -map 0:v:0: the stream _probe_decode counts (ffmpeg's default pick is the largest video stream)
     gen = imageio_ffmpeg.read_frames(
         path, pix_fmt="rgb24", output_params=["-map", "0:v:0", "-fps_mode", "passthrough"]
@@ -241,78 +227,6 @@ def frame_size(path: str | os.PathLike) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def sample_frame_indices(num_total: int, n: int) -> np.ndarray:
-    """``n`` frame indices spread uniformly over ``[0, num_total - 1]``, first and last included.
-
-    Index ``k`` is ``floor(k * (num_total - 1) / (n - 1) + 0.5)`` (round half up), so the result is
-    sorted, starts at 0, ends at ``num_total - 1`` and is strictly increasing when
-    ``n <= num_total``. ``n == 1`` gives ``[0]``.
-
-    Args:
-        num_total: number of frames available (> 0).
-        n: number of indices wanted (> 0, ``<= num_total``).
-
-    Returns:
-        int64 numpy array of shape ``[n]``.
-
-    Raises:
-        ValueError: ``n`` or ``num_total`` < 1, or ``n > num_total``.
-    """
-    num_total, n = int(num_total), int(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if num_total < 1:
-        raise ValueError(f"num_total must be >= 1, got {num_total}")
-    if n > num_total:
-        raise ValueError(f"cannot sample {n} distinct frames from {num_total}")
-    if n == 1:
-        return np.zeros(1, dtype=np.int64)
-    k = np.arange(n, dtype=np.float64)
-    return np.floor(k * (num_total - 1) / (n - 1) + 0.5).astype(np.int64)
-
-
-def center_crop_resize(
-    frame: np.ndarray, height: int | None, width: int | None, resample: str = "bicubic"
-) -> np.ndarray:
-    """Centre-crop ``frame`` to the aspect ratio ``width / height``, then resize to ``(height, width)``.
-
-    Args:
-        frame: uint8 ``[H, W, 3]`` (or ``[H, W]``) image.
-        height, width: target size in pixels. If both are None the frame is returned unchanged.
-            If only one is given the other follows the frame's aspect ratio (no crop).
-        resample: ``"bicubic"`` (default), ``"bilinear"``, ``"lanczos"``, ``"area"`` or ``"nearest"``.
-
-    Returns:
-        uint8 array ``[height, width, 3]``.
-
-    The crop keeps the centre: for a frame wider than the target aspect, ``(W - W') // 2``
-    columns are removed on the left and the rest on the right (likewise for rows).
-    """
-    if height is None and width is None:
-        return frame
-    h, w = frame.shape[:2]
-    if height is None:
-        height = max(1, int(round(h * width / w)))
-        crop_h, crop_w = h, w
-    elif width is None:
-        width = max(1, int(round(w * height / h)))
-        crop_h, crop_w = h, w
-    else:
-        target = width / height
-        if w / h > target:  # too wide -> crop columns
-            crop_h, crop_w = h, max(1, int(round(h * target)))
-        else:  # too tall -> crop rows
-            crop_h, crop_w = max(1, int(round(w / target))), w
-    if resample not in _RESAMPLE:
-        raise ValueError(f"unknown resample {resample!r}; choose from {sorted(_RESAMPLE)}")
-    top, left = (h - crop_h) // 2, (w - crop_w) // 2
-    cropped = frame[top : top + crop_h, left : left + crop_w]
-    if (crop_h, crop_w) == (height, width):
-        return np.ascontiguousarray(cropped)
-    img = Image.fromarray(np.ascontiguousarray(cropped))
-    return np.asarray(img.resize((int(width), int(height)), resample=_RESAMPLE[resample]))
-
-
 def load_frames(
     path: str | os.PathLike,
     n_frames: int | None = None,
@@ -327,9 +241,9 @@ def load_frames(
 
     Args:
         path: video file (anything ffmpeg decodes: mp4, webm, avi, gif, ...).
-        n_frames: how many frames; indices from :func:`sample_frame_indices` (first and last frame
+        n_frames: how many frames; indices from ``utils.frames.sample_frame_indices`` (first and last frame
             included). None loads every frame.
-        height, width: output size in pixels; see :func:`center_crop_resize`. None keeps the size.
+        height, width: output size in pixels; see ``utils.frames.center_crop_resize``. None keeps the size.
         resample: PIL filter name for the resize.
         allow_decode_errors: accept a stream with decode errors and use its decodable frames.
         return_indices: also return the int64 frame indices used.
@@ -477,8 +391,6 @@ def write_video(
         ValueError: bad frame array shape / empty.
         RuntimeError: ffmpeg failed (the message includes ffmpeg's error).
     """
-    import imageio_ffmpeg
-
     arr = _as_uint8_frames(frames)
     t, h, w, _ = arr.shape
     if pix_fmt is None:

@@ -58,16 +58,23 @@ class VGGT(nn.Module):
             dpt_intermediate_layer_idx=list(dpt_intermediate_layer_idx), enable_camera=enable_camera,
             enable_depth=enable_depth, enable_point=enable_point, init_values=init_values)
 
-        self.aggregator = Aggregator(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio,
-                                     num_register_tokens, patch_embed, encoder_depth,
-                                     encoder_num_heads, qk_norm, rope_freq, init_values)
+        self.aggregator = Aggregator(
+            img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth,
+            num_heads=num_heads, mlp_ratio=mlp_ratio, num_register_tokens=num_register_tokens,
+            patch_embed=patch_embed, encoder_depth=encoder_depth, encoder_num_heads=encoder_num_heads,
+            qk_norm=qk_norm, rope_freq=rope_freq, init_values=init_values,
+        )
         dim = 2 * embed_dim
-        self.camera_head = (CameraHead(dim, camera_trunk_depth, camera_num_heads, mlp_ratio,
-                                       init_values) if enable_camera else None)
+        self.camera_head = (
+            CameraHead(dim_in=dim, trunk_depth=camera_trunk_depth, num_heads=camera_num_heads,
+                       mlp_ratio=mlp_ratio, init_values=init_values)
+            if enable_camera else None
+        )
 
         def dpt(output_dim, activation):
-            return DPTHead(dim, patch_size, output_dim, activation, "expp1", dpt_features,
-                           dpt_out_channels, dpt_intermediate_layer_idx)
+            return DPTHead(dim_in=dim, patch_size=patch_size, output_dim=output_dim, activation=activation,
+                           conf_activation="expp1", features=dpt_features, out_channels=dpt_out_channels,
+                           intermediate_layer_idx=dpt_intermediate_layer_idx)
 
         self.point_head = dpt(4, "inv_log") if enable_point else None
         self.depth_head = dpt(2, "exp") if enable_depth else None
