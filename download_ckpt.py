@@ -1,9 +1,10 @@
 """Download the released VideoGPA LoRA adapters (GitHub release ``v1.0.0-weights``).
 
-    python download_ckpt.py all            # or: t2v | i2v | t2v15
+    python download_ckpt.py all            # or: t2v | i2v | t2v15 | i2v-1k | ti2v
     python download_ckpt.py t2v --base_url https://mirror.example/videogpa --out_dir /data/checkpoints
 
-Each adapter lands at ``<out_dir>/VideoGPA-<T2V|I2V|T2V1.5>-lora/adapter_model.safetensors``, next to
+Each adapter lands at ``<out_dir>/VideoGPA-<T2V|I2V|T2V1.5|I2V-1K|Wan2.2TI2V>-lora/adapter_model.safetensors``
+(release files ``t2v_``, ``i2v_``, ``t2v15_``, ``i2v_1k_``, ``wan_ti2v_adapter_model.safetensors``), next to
 the ``adapter_config.json`` this repository ships in ``checkpoints/`` (copied there when ``--out_dir``
 is another folder), so the folder can be passed as ``--lora_path`` to the inference scripts.
 
@@ -45,6 +46,8 @@ ADAPTERS = {
     "t2v": ("t2v_adapter_model.safetensors", "VideoGPA-T2V-lora"),  # CogVideoX-5B
     "i2v": ("i2v_adapter_model.safetensors", "VideoGPA-I2V-lora"),  # CogVideoX-5B-I2V
     "t2v15": ("t2v15_adapter_model.safetensors", "VideoGPA-T2V1.5-lora"),  # CogVideoX1.5-5B
+    "i2v-1k": ("i2v_1k_adapter_model.safetensors", "VideoGPA-I2V-1K-lora"),  # CogVideoX-5B-I2V, 1,000 steps
+    "ti2v": ("wan_ti2v_adapter_model.safetensors", "VideoGPA-Wan2.2TI2V-lora"),  # Wan2.2-TI2V-5B
 }
 
 _CHUNK = 1 << 20

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from results_io import add_output_args, save_results  # noqa: E402  (benchmarks/results_io.py)
 
 from metrics.lpips_weights import build_random_lpips_weights, load_lpips  # noqa: E402
-from pipelines.process_video import VGGTPredictor, VideoProcessor  # noqa: E402
+from scoring import VGGTPredictor, VideoProcessor  # noqa: E402
 
 STAGES = ("decode", "vggt", "geometry", "metrics")
 

@@ -50,7 +50,7 @@ def _ints(text: str) -> list[int]:
 def build_parser(defaults: Mapping[str, Any]) -> argparse.ArgumentParser:
     """Command line of ``evaluate.py``; ``defaults`` are its constants (lower-case names, None = preset's)."""
     from evaluation.presets import PRESETS
-    from pipelines.process_video import POINTS_SOURCES
+    from scoring.reprojection import POINTS_SOURCES
     from utils.launcher import SHARD_HELP, launch_info
 
     d = dict(defaults)
@@ -220,8 +220,8 @@ def run(s, arm_specs: dict, notes: list[str]) -> int:
     from evaluation.run_settings import settings_gate
     from evaluation.scores_csv import read_scores, row_key, shard_csv_path, write_scores
     from evaluation.summary import write_summary
-    from generate.candidates import shard_range
-    from pipelines.process_video import ScoringError
+    from utils.jobs import shard_range
+    from scoring.scorer import ScoringError
     from utils.video_utils import VideoReadError
 
     t0 = time.perf_counter()

@@ -3,7 +3,7 @@
 Per video (all frames decoded once for the temporal metrics; ``num_frames`` frames sampled by the
 scorer's sampler for the geometry metrics, as the released ``replicate_scorer.py``):
 
-* reprojection metrics, from :meth:`pipelines.process_video.VideoProcessor.score_frames`
+* reprojection metrics, from :meth:`scoring.scorer.VideoProcessor.score_frames`
   (geometry model -> fused point cloud -> reprojection into every sampled frame): ``mse``,
   ``lpips``, ``consistency_score`` (= mse + lpips_weight x lpips), ``motion_norm``, ``coverage``
   from the scorer; ``psnr`` and ``ssim`` (:mod:`metrics.psnr_ssim`) computed here from the
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["GEOMETRY_MODELS", "ScoringSettings", "build_geometry_predictor", "VideoEvaluator", "reprojection_pair"]
 
-from pipelines.geometry_models import DEFAULT_IMAGE_SIZE, GEOMETRY_MODELS  # noqa: E402  (re-exported)
+from scoring.geometry_models import DEFAULT_IMAGE_SIZE, GEOMETRY_MODELS  # noqa: E402  (re-exported)
 
 
 @dataclass
@@ -51,7 +51,7 @@ class ScoringSettings:
         geometry_weights: hub id, local folder or weights file of the backbone; None: its hub id.
         num_frames: frames sampled per video for the geometry metrics (10).
         image_size: square side of the sampled frames; None: 518 for VGGT, 504 for DA3.
-        points_source: world points of the reprojection (``pipelines.process_video.POINTS_SOURCES``):
+        points_source: world points of the reprojection (``scoring.reprojection.POINTS_SOURCES``):
             ``"point_head"`` (the model's point map placed by its camera head, the released reward)
             or ``"depth"`` (depth unprojected with the predicted cameras).
         conf_thres: depth-confidence percentile filter (0 keeps every point).
@@ -75,12 +75,12 @@ def build_geometry_predictor(settings: ScoringSettings):
     """The geometry predictor of the reprojection metrics (one place to add a backbone).
 
     Returns:
-        a ``pipelines.process_video.GeometryPredictor``.
+        a ``scoring.geometry.GeometryPredictor``.
 
     Raises:
         ValueError: unknown ``settings.geometry_model``.
     """
-    from pipelines.geometry_models import build_geometry_predictor as build
+    from scoring.geometry_models import build_geometry_predictor as build
 
     return build(settings.geometry_model, settings.geometry_weights, device=settings.device)
 
@@ -109,7 +109,7 @@ class VideoEvaluator:
     """
 
     def __init__(self, settings: ScoringSettings, lpips: torch.nn.Module, predictor=None):
-        from pipelines.process_video import VideoProcessor
+        from scoring.scorer import VideoProcessor
 
         if settings.image_size is None:
             settings.image_size = DEFAULT_IMAGE_SIZE[settings.geometry_model]
@@ -133,7 +133,7 @@ class VideoEvaluator:
             ``{metric: float, "epipolar_pairs_skipped": int, "flow_valid_fraction": float}``.
 
         Raises:
-            pipelines.process_video.ScoringError: the reprojection failed (nothing reprojected...).
+            scoring.scorer.ScoringError: the reprojection failed (nothing reprojected...).
         """
         res = self.processor.score_frames(sampled, return_visuals=True)
         vis = res["visuals"]
@@ -162,7 +162,7 @@ class VideoEvaluator:
 
         Raises:
             utils.video_utils.VideoReadError: unreadable / too short video.
-            pipelines.process_video.ScoringError: see :meth:`score_frames`.
+            scoring.scorer.ScoringError: see :meth:`score_frames`.
         """
         from utils.video_utils import read_video_frames, sample_uniform_frames
 

@@ -29,9 +29,11 @@ expected frame count and size, and regenerates any other (corrupt) one.
 ``group_id`` = ``<slug of key>-<8 hex of sha1(key, prompt[, image file name])>``: deterministic,
 file-system safe, and new when the prompt text changes.
 
-Sharding: ``--num_shards K --shard_index i`` gives shard ``i`` a contiguous block of the prompt
-entries, so concatenating the shards in index order restores the prompt file order; merge them with
-``--merge`` (01_generate.py) or ``python -m generate.candidates merge --output_dir DIR``.
+Sharding (``utils.jobs``, shared with the scorer and the encoder): ``--num_shards K --shard_index i``
+gives shard ``i`` a contiguous block of the prompt entries, so concatenating the shards in index
+order restores the prompt file order; merge them with ``--merge`` (01_generate.py) or
+``python -m generate.candidates merge --output_dir DIR`` (every shard must be there and written
+with the same settings, else exit 2).
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,7 @@ from generate.pipeline import (  # noqa: E402
 from generate.prompts import PromptEntry, load_prompt_entries  # noqa: E402
 from utils.config_cli import Arg, build_config_parser, config_from_args  # noqa: E402
 from utils.io_utils import JSONInputError, atomic_write_json, read_json, slugify  # noqa: E402
+from utils.jobs import find_shards, merge_shard_files, shard_path, shard_range  # noqa: E402
 from utils.launcher import SHARD_HELP, LaunchInfo  # noqa: E402
 from utils.log_filters import quiet_expected_messages  # noqa: E402
 from utils.lora import LoraAdapterError  # noqa: E402
@@ -74,9 +76,6 @@ __all__ = [
     "CandidateConfig",
     "group_id_for",
     "video_relpath",
-    "shard_range",
-    "shard_json_path",
-    "find_shard_jsons",
     "video_is_complete",
     "generate_candidates",
     "merge_shards",
@@ -86,7 +85,6 @@ __all__ = [
 ]
 
 GROUPS_JSON_NAME = "groups.json"
-_SHARD_RE = re.compile(r"^(?P<stem>.+)\.shard(?P<i>\d+)of(?P<k>\d+)\.json$")
 
 
 @dataclass
@@ -152,7 +150,7 @@ class CandidateConfig:
         """The JSON this process writes: the groups JSON, or its shard file when sharded."""
         if int(self.num_shards) == 1:
             return self.groups_json_path
-        return shard_json_path(self.groups_json_path, self.shard_index, self.num_shards)
+        return shard_path(self.groups_json_path, self.shard_index, self.num_shards)
 
 
 def group_id_for(key: str, prompt: str, image_path: str | None = None) -> str:
@@ -168,50 +166,6 @@ def group_id_for(key: str, prompt: str, image_path: str | None = None) -> str:
 def video_relpath(group_id: str, seed: int) -> str:
     """``<group_id>/seed_<seed>.mp4`` (POSIX separators), relative to the output root."""
     return f"{group_id}/seed_{int(seed)}.mp4"
-
-
-def shard_range(n: int, shard_index: int, num_shards: int) -> range:
-    """Contiguous block of ``range(n)`` for a shard; sizes differ by at most one, earlier shards larger."""
-    base, extra = divmod(int(n), int(num_shards))
-    start = shard_index * base + min(shard_index, extra)
-    return range(start, start + base + (1 if shard_index < extra else 0))
-
-
-def shard_json_path(groups_json: str | os.PathLike, shard_index: int, num_shards: int) -> Path:
-    """``<dir>/<stem>.shard<i>of<K>.json`` next to ``groups_json`` (``groups.json`` -> ``groups.shard0of4.json``)."""
-    p = Path(groups_json)
-    stem = p.name[: -len(".json")] if p.name.endswith(".json") else p.name
-    return p.with_name(f"{stem}.shard{int(shard_index)}of{int(num_shards)}.json")
-
-
-def find_shard_jsons(groups_json: str | os.PathLike, num_shards: int | None = None) -> list[Path]:
-    """All shard files of ``groups_json``, sorted by shard index.
-
-    Raises:
-        JSONInputError: no shard file, shard files for several different K (pass ``num_shards``),
-            or a missing shard index (the message lists the missing files).
-    """
-    p = Path(groups_json)
-    stem = p.name[: -len(".json")] if p.name.endswith(".json") else p.name
-    found: dict[int, dict[int, Path]] = {}
-    if p.parent.is_dir():
-        for f in p.parent.iterdir():
-            m = _SHARD_RE.match(f.name)
-            if m and m["stem"] == stem:
-                found.setdefault(int(m["k"]), {})[int(m["i"])] = f
-    if num_shards is not None:
-        found = {k: v for k, v in found.items() if k == int(num_shards)}
-    if not found:
-        raise JSONInputError(f"no shard files {stem}.shard<i>of<K>.json found in {p.parent}")
-    if len(found) > 1:
-        raise JSONInputError(
-            f"shard files for different shard counts {sorted(found)} in {p.parent}; pass --num_shards"
-        )
-    (k, files), = found.items()
-    missing = [str(shard_json_path(p, i, k)) for i in range(k) if i not in files]
-    if missing:
-        raise JSONInputError(f"missing shard file(s): {', '.join(missing)}")
-    return [files[i] for i in range(k)]
 
 
 def video_is_complete(path: str | os.PathLike, num_frames: int, height: int, width: int) -> bool:
@@ -391,56 +345,63 @@ def generate_candidates(cfg: CandidateConfig, pipe=None) -> dict:
 
 
 def merge_shards(shard_jsons: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> dict:
-    """Join shard groups JSONs into one groups JSON (atomic write to ``out_path``).
+    """Join shard groups JSONs into one groups JSON (atomic write to ``out_path``, :func:`utils.jobs.merge_shard_files`).
 
     Groups keep the shard order (shard 0 first), which is the prompt file order. A group present in
     several shards (e.g. runs with different K) is listed once with the union of its videos. Each
     shard's ``video_root`` is re-expressed relative to ``out_path``'s folder.
 
     Args:
-        shard_jsons: the shard files, e.g. from :func:`find_shard_jsons`.
+        shard_jsons: the shard files, e.g. from :func:`utils.jobs.find_shards`.
         out_path: the merged groups JSON.
     Returns:
         The merged document (``config.shard`` removed, ``config.merged_from`` = shard count).
     Raises:
-        JSONInputError: a shard file is missing/malformed/has no ``groups`` list, or the shards point
-            to different output roots; the message names the file.
+        JSONInputError: a shard file is missing/malformed/has no ``groups`` list, the shards point
+            to different output roots, or were generated with different settings (``config`` other
+            than ``shard``: :class:`utils.jobs.ShardError`); the message names the file.
     """
     out_path = Path(out_path)
-    merged: dict[str, dict] = {}
-    errors: list[dict] = []
-    roots: set[Path] = set()
-    config: dict | None = None
-    for sp in shard_jsons:
-        sp = Path(sp)
-        doc = read_json(sp)
-        if not isinstance(doc, dict) or not isinstance(doc.get("groups"), list):
-            raise JSONInputError(f"{sp}: not a groups JSON (no 'groups' list)")
-        roots.add((sp.parent / doc.get("video_root", ".")).resolve())
-        if config is None and isinstance(doc.get("config"), dict):
-            config = {k: v for k, v in doc["config"].items() if k != "shard"}
-        errors.extend(doc.get("errors") or [])
-        for i, g in enumerate(doc["groups"]):
-            if not isinstance(g, dict) or "group_id" not in g:
-                raise JSONInputError(f"{sp}: groups[{i}] has no 'group_id'")
-            if g["group_id"] not in merged:
-                merged[g["group_id"]] = {**g, "videos": list(g.get("videos") or [])}
-                continue
-            have = {v["seed"] for v in merged[g["group_id"]]["videos"]}
-            merged[g["group_id"]]["videos"] += [v for v in g.get("videos") or [] if v["seed"] not in have]
-            merged[g["group_id"]]["videos"].sort(key=lambda v: v["seed"])
-            logger.warning("group %s appears in several shards; videos merged", g["group_id"])
-    if len(roots) > 1:
-        raise JSONInputError(f"shards {list(map(str, shard_jsons))} point to different output roots {sorted(map(str, roots))}")
-    root = roots.pop() if roots else out_path.parent.resolve()
-    out = {
-        "groups": list(merged.values()),
-        "errors": errors,
-        "video_root": Path(os.path.relpath(root, out_path.parent.resolve())).as_posix(),
-        "config": {**(config or {}), "merged_from": len(shard_jsons)},
-    }
-    atomic_write_json(out_path, out)
-    logger.info("merged %d shard(s): %d groups -> %s", len(shard_jsons), len(out["groups"]), out_path)
+    paths = [Path(sp) for sp in shard_jsons]
+
+    def settings_of(doc: Any) -> dict | None:
+        cfg = doc.get("config") if isinstance(doc, dict) else None
+        return {k: v for k, v in cfg.items() if k != "shard"} if isinstance(cfg, dict) else None
+
+    def combine(docs: list) -> dict:
+        merged: dict[str, dict] = {}
+        errors: list[dict] = []
+        roots: set[Path] = set()
+        config: dict | None = None
+        for sp, doc in zip(paths, docs):
+            if not isinstance(doc, dict) or not isinstance(doc.get("groups"), list):
+                raise JSONInputError(f"{sp}: not a groups JSON (no 'groups' list)")
+            roots.add((sp.parent / doc.get("video_root", ".")).resolve())
+            if config is None and isinstance(doc.get("config"), dict):
+                config = settings_of(doc)
+            errors.extend(doc.get("errors") or [])
+            for i, g in enumerate(doc["groups"]):
+                if not isinstance(g, dict) or "group_id" not in g:
+                    raise JSONInputError(f"{sp}: groups[{i}] has no 'group_id'")
+                if g["group_id"] not in merged:
+                    merged[g["group_id"]] = {**g, "videos": list(g.get("videos") or [])}
+                    continue
+                have = {v["seed"] for v in merged[g["group_id"]]["videos"]}
+                merged[g["group_id"]]["videos"] += [v for v in g.get("videos") or [] if v["seed"] not in have]
+                merged[g["group_id"]]["videos"].sort(key=lambda v: v["seed"])
+                logger.warning("group %s appears in several shards; videos merged", g["group_id"])
+        if len(roots) > 1:
+            raise JSONInputError(f"shards {list(map(str, paths))} point to different output roots {sorted(map(str, roots))}")
+        root = roots.pop() if roots else out_path.parent.resolve()
+        return {
+            "groups": list(merged.values()),
+            "errors": errors,
+            "video_root": Path(os.path.relpath(root, out_path.parent.resolve())).as_posix(),
+            "config": {**(config or {}), "merged_from": len(paths)},
+        }
+
+    out = merge_shard_files(paths, out_path, combine, settings_of)
+    logger.info("merged %d shard(s): %d groups -> %s", len(paths), len(out["groups"]), out_path)
     return out
 
 
@@ -527,7 +488,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             raise GenerationConfigError(args.launch_error)
         if args.merge:
             groups_json = Path(args.groups_json) if args.groups_json else Path(args.output_dir) / GROUPS_JSON_NAME
-            shards = find_shard_jsons(groups_json, args.num_shards if args.num_shards > 1 else None)
+            shards = find_shards(groups_json, args.num_shards if args.num_shards > 1 else None)
             merge_shards(shards, groups_json)
             print(f"merged {len(shards)} shard(s) -> {groups_json}")
             return 0
@@ -558,7 +519,7 @@ def main(argv: Sequence[str] | None = None, constants: Mapping[str, Any] | None 
         _setup_logging()
         groups_json = Path(a.groups_json) if a.groups_json else Path(a.output_dir) / GROUPS_JSON_NAME
         try:
-            shards = [Path(s) for s in a.shards] or find_shard_jsons(groups_json, a.num_shards)
+            shards = [Path(s) for s in a.shards] or find_shards(groups_json, a.num_shards)
             out = Path(a.out) if a.out else groups_json
             merge_shards(shards, out)
         except JSONInputError as e:

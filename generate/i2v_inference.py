@@ -7,7 +7,11 @@ Batch mode: ``--prompt_json prompts.json`` (``{"id": {"text_prompt": ..., "image
 a list; image paths relative to the JSON file) with ``--num_prompts N``. Writes
 ``<output_dir>/<image-name>_seed<seed>.mp4``. The image is centre-cropped to the video's aspect
 ratio and resized. CogVideoX-5B-I2V has a learned position table: 49 frames at 480x720 only.
-See ``generate/inference_cli.py``.
+
+Wan2.2-TI2V-5B with a first frame: ``--base_model Wan-AI/Wan2.2-TI2V-5B-Diffusers``
+(``WanImageToVideoPipeline``: the image is the clean first latent frame; 121 frames 704x1280,
+50 steps, guidance 5.0, 24 fps), with ``--lora_path checkpoints/VideoGPA-Wan2.2TI2V-lora`` at the
+released scale 0.2. See ``generate/inference_cli.py`` and ``generate/wan.py``.
 """
 
 import sys

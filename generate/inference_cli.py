@@ -21,6 +21,7 @@ from generate.outputs import (generation_record, output_name, output_path, recor
 from generate.pipeline import OFFLOAD_MODES, GenerationConfigError, generate_video, load_image, load_pipeline
 from generate.prompts import PromptEntry, load_prompt_entries
 from generate.search_cli import add_search_arguments, searcher_from_args
+from generate.wan import WAN_SCRIPT_DEFAULTS
 from utils.io_utils import JSONInputError
 from utils.log_filters import quiet_expected_messages
 from utils.lora import LoraAdapterError, validate_adapter_dir
@@ -49,7 +50,7 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
     """
     what = "text-to-video" if kind == "t2v" else "image-to-video"
     p = argparse.ArgumentParser(
-        description=f"CogVideoX {what} inference, optionally with a VideoGPA LoRA adapter.",
+        description=f"CogVideoX / Wan2.2-TI2V {what} inference, optionally with a VideoGPA LoRA adapter.",
         formatter_class=_DefaultsFormatter,
     )
     p.add_argument("prompt", nargs="?", help="text prompt (or use --prompt_json)")
@@ -63,7 +64,8 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
     p.add_argument("--lora_path", default=None, help=f"PEFT LoRA adapter folder, e.g. {example}")
     p.add_argument("--lora_scale", type=float, default=None,
                    help="multiplier of the LoRA delta (0 = base model); default 1, CogVideoX1.5 as released "
-                   "(absolute scaling 0.2: 0.1 for r 64, alpha 128)")  # fmt: skip
+                   "(absolute scaling 0.2: 0.1 for r 64, alpha 128), Wan2.2-TI2V as released "
+                   "(0.2)")  # fmt: skip
     p.add_argument("--merge_lora", action="store_true", help="fold the LoRA into the weights")
     p.add_argument("--gpu_id", type=int, default=None,
                    help="CUDA device index (default: $LOCAL_RANK / $SLURM_LOCALID under torchrun / srun, else 0)")
@@ -75,9 +77,12 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
                    help="denoising steps")
     p.add_argument("--guidance_scale", type=float, default=defaults["guidance_scale"],
                    help="classifier-free guidance scale")
-    p.add_argument("--num_frames", type=int, default=None, help="default: the checkpoint's (49; 81 for 1.5)")
-    p.add_argument("--height", type=int, default=None, help="default: the checkpoint's (480; 768 for 1.5)")
-    p.add_argument("--width", type=int, default=None, help="default: the checkpoint's (720; 1360 for 1.5)")
+    p.add_argument("--num_frames", type=int, default=None,
+                   help="default: the checkpoint's (49; 81 for 1.5; 121 for Wan2.2)")
+    p.add_argument("--height", type=int, default=None,
+                   help="default: the checkpoint's (480; 768 for 1.5; 704 for Wan2.2)")
+    p.add_argument("--width", type=int, default=None,
+                   help="default: the checkpoint's (720; 1360 for 1.5; 1280 for Wan2.2)")
     p.add_argument("--fps", type=float, default=defaults["fps"], help="frame rate of the written mp4")
     p.add_argument("--offload", choices=OFFLOAD_MODES, default="none", help="CPU offload to save GPU memory")
     add_search_arguments(p, defaults)  # --best_of, --search beam, --verifier ...
@@ -101,14 +106,19 @@ def inference_main(kind: str, argv: Sequence[str] | None, defaults: Mapping[str,
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     quiet_expected_messages()
+
+    def reparse(family: Mapping[str, Any]) -> argparse.Namespace:
+        return build_inference_parser(kind, {**defaults, **family}).parse_args(argv)
+
     try:
-        return _run_inference(kind, args)
+        return _run_inference(kind, args, reparse)
     except (GenerationConfigError, LoraAdapterError, JSONInputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
-def _run_inference(kind: str, args: argparse.Namespace) -> int:
+def _run_inference(kind: str, args: argparse.Namespace, reparse=None) -> int:
+    """``reparse(family_defaults)``: the command line parsed again with a model family's defaults."""
     image_arg = getattr(args, "image", None)
     if args.prompt_json:
         if args.prompt or image_arg:
@@ -132,13 +142,17 @@ def _run_inference(kind: str, args: argparse.Namespace) -> int:
     searcher = searcher_from_args(args)  # None: plain generation
     out_dir = Path(args.output_dir)
     model = read_model_defaults(args.base_model)
+    if model.family == "wan" and reparse is not None:
+        args = reparse(WAN_SCRIPT_DEFAULTS)  # Wan's steps / guidance / fps where the command line sets none
+    if searcher is not None and model.family != "cogvideox":
+        raise GenerationConfigError(
+            f"--best_of / --search are implemented for CogVideoX only, not {args.base_model}")
     num_frames, height, width = resolve_video_size(model, args.num_frames, args.height, args.width)
     lora_scale = args.lora_scale
     if lora_scale is None:
         lora_scale = default_lora_scale(model, args.lora_path)
         if lora_scale != 1.0:
-            logger.info("LoRA scale %g (the released absolute scaling %g; --lora_scale overrides)",
-                        lora_scale, model.lora_scaling)  # fmt: skip
+            logger.info("LoRA scale %g (the released inference's; --lora_scale overrides)", lora_scale)
 
     def record(entry: PromptEntry) -> dict[str, Any]:
         return generation_record(

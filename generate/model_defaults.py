@@ -9,7 +9,8 @@ Defaults are read from the checkpoint, not hard-coded:
   :func:`model_defaults`.
 
 That gives CogVideoX-5B / 5B-I2V 49 frames 480x720, CogVideoX1.5-5B 81 frames 768x1360, and the
-tiny test models (``utils.tiny_models``) their own sizes. :func:`resolve_video_size` fills a
+tiny test models (``utils.tiny_models``) their own sizes. Wan2.2-TI2V-5B (``model_index.json``
+``_class_name`` ``WanPipeline``) takes its defaults from ``generate/wan.py`` (121 frames 704x1280). :func:`resolve_video_size` fills a
 user's partial size from these and rejects sizes the model cannot generate
 (``generate.pipeline.GenerationConfigError``).
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from generate.pipeline import GenerationConfigError, check_base_model
+from generate.wan import WAN_PIPELINE_NAMES, is_wan_model, wan_model_defaults
 from utils.lora import read_adapter_config
 from utils.model_facts import requires_image_latents
 
@@ -63,6 +65,11 @@ class ModelDefaults:
             this height/width and at most this many frames work.
         lora_scaling: absolute LoRA scaling (the factor on ``B @ A``) that the released inference
             applies to this model's adapter, or None for "as trained" (see :func:`default_lora_scale`).
+        frame_step: valid frame counts are ``frame_step * k + 1``; None: ``2 * frame_multiple``
+            (CogVideoX, see :func:`resolve_video_size`); Wan2.2: 4.
+        lora_multiplier: default ``--lora_scale`` (multiplier of the trained ``alpha / r``) of the
+            released inference, or None (Wan2.2-TI2V: 0.2, see ``generate/wan.py``).
+        family: ``"cogvideox"`` or ``"wan"`` (``generate/wan.py``).
     """
 
     num_frames: int
@@ -72,6 +79,9 @@ class ModelDefaults:
     size_multiple: int = 16
     fixed_size: bool = False
     lora_scaling: float | None = None
+    frame_step: int | None = None
+    lora_multiplier: float | None = None
+    family: str = "cogvideox"
 
 
 def model_defaults(transformer_config: Mapping[str, Any], vae_config: Mapping[str, Any]) -> ModelDefaults:
@@ -111,11 +121,16 @@ def default_lora_scale(defaults: ModelDefaults, lora_path: str | os.PathLike | N
     1.0 (the adapter as trained), except for a model whose released inference used another
     absolute scaling (CogVideoX1.5 T2V: 0.2, upstream ``generate/CogVideoX1.5-5B.py:generate``):
     ``defaults.lora_scaling * r / alpha`` of the adapter at ``lora_path`` (0.1 for the released
-    ``VideoGPA-T2V1.5-lora``, r 64, alpha 128), which gives the same ``0.2 B @ A``.
+    ``VideoGPA-T2V1.5-lora``, r 64, alpha 128), which gives the same ``0.2 B @ A``; or a model whose
+    released inference multiplied ``alpha / r`` itself: ``defaults.lora_multiplier`` (Wan2.2-TI2V:
+    0.2, upstream ``generate/Wan2.2-TI2V-5B.py --lora_weight``).
 
     Raises:
         LoraAdapterError: unreadable ``adapter_config.json``.
     """
+    multiplier = getattr(defaults, "lora_multiplier", None)  # a multiplier of alpha / r (Wan2.2-TI2V: 0.2)
+    if multiplier is not None and lora_path is not None:
+        return float(multiplier)
     if defaults.lora_scaling is None or lora_path is None:
         return 1.0
     cfg = read_adapter_config(lora_path)
@@ -132,6 +147,8 @@ def read_model_defaults(base_model: str | os.PathLike) -> ModelDefaults:
     from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
 
     check_base_model(str(base_model))
+    if is_wan_model(base_model):
+        return wan_model_defaults()
     try:
         tcfg = CogVideoXTransformer3DModel.load_config(str(base_model), subfolder="transformer")
         vcfg = AutoencoderKLCogVideoX.load_config(str(base_model), subfolder="vae")
@@ -141,7 +158,9 @@ def read_model_defaults(base_model: str | os.PathLike) -> ModelDefaults:
 
 
 def pipeline_defaults(pipe) -> ModelDefaults:
-    """:func:`model_defaults` of a loaded pipeline."""
+    """:func:`model_defaults` of a loaded pipeline (Wan: ``generate.wan.wan_model_defaults``)."""
+    if type(pipe).__name__ in WAN_PIPELINE_NAMES:
+        return wan_model_defaults()
     return model_defaults(pipe.transformer.config, pipe.vae.config)
 
 
@@ -165,7 +184,7 @@ def resolve_video_size(
     # The VAE compresses 4 frames into one latent frame after the first; its decoder only restores
     # 1 + 4 (L - 1) frames for an odd number L of latent frames (an even L comes back as 4 L frames),
     # hence 8k + 1 (49 = 13 latent frames, 81 = 21).
-    m = 2 * defaults.frame_multiple
+    m = defaults.frame_step or 2 * defaults.frame_multiple
     if f < 1 or (f - 1) % m:
         raise GenerationConfigError(f"num_frames must be {m}k + 1 (e.g. {defaults.num_frames}), got {f}")
     s = defaults.size_multiple

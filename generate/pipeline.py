@@ -1,7 +1,8 @@
-"""Loading and running a CogVideoX diffusers pipeline for generation.
+"""Loading and running a diffusers video pipeline (CogVideoX, Wan2.2-TI2V-5B) for generation.
 
 The contract of :func:`load_pipeline`: a ``CogVideoXPipeline`` (text-to-video: CogVideoX-5B,
-CogVideoX1.5-5B) or ``CogVideoXImageToVideoPipeline`` (image-to-video: CogVideoX-5B-I2V) of the
+CogVideoX1.5-5B) or ``CogVideoXImageToVideoPipeline`` (image-to-video: CogVideoX-5B-I2V), or for a
+Wan2.2-TI2V-5B folder ``WanPipeline`` / ``WanImageToVideoPipeline`` (``generate/wan.py``), of the
 asked kind, on the device of :func:`select_device`, in the dtype of ``utils.device.compute_dtype``,
 with an optional LoRA adapter applied (``utils.lora``) and the VAE memory savers of
 ``utils.vae_tiling`` on. :func:`generate_video` runs it once from a CPU-seeded noise and returns
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from generate.wan import is_wan_model, load_wan_pipeline
 from utils.device import compute_dtype
 from utils.frames import center_crop_resize
 from utils.hub import ModelNotAvailableError, check_hub_model
@@ -112,7 +114,7 @@ def check_base_model(base_model: str) -> None:
     if not looks_like_hub_id:
         raise GenerationConfigError(f"base model folder not found: {base_model}")
     try:
-        check_hub_model(base_model, ("model_index.json",), "CogVideoX model", "--base_model")
+        check_hub_model(base_model, ("model_index.json",), "video model", "--base_model")
     except ModelNotAvailableError as e:
         raise GenerationConfigError(str(e)) from e
 
@@ -129,16 +131,19 @@ def load_pipeline(
     offload: str = "none",
     progress_bar: bool = True,
 ):
-    """Load a CogVideoX pipeline, optionally with a LoRA adapter, ready to generate.
+    """Load a CogVideoX or Wan2.2-TI2V-5B pipeline, optionally with a LoRA adapter, ready to generate.
 
     Args:
         base_model: diffusers pipeline folder or hub id (``THUDM/CogVideoX-5b``, ``THUDM/CogVideoX-5b-I2V``,
-            ``THUDM/CogVideoX1.5-5B``, a tiny model from ``utils.tiny_models``).
-        kind: ``"t2v"`` (``CogVideoXPipeline``) or ``"i2v"`` (``CogVideoXImageToVideoPipeline``).
+            ``THUDM/CogVideoX1.5-5B``, ``Wan-AI/Wan2.2-TI2V-5B-Diffusers``, a tiny model from
+            ``utils.tiny_models``). Wan folders (``model_index.json``) go to ``generate/wan.py``.
+        kind: ``"t2v"`` (``CogVideoXPipeline``; ``WanPipeline``) or ``"i2v"``
+            (``CogVideoXImageToVideoPipeline``; ``WanImageToVideoPipeline``).
         gpu_id: CUDA device index (default 0); CPU when CUDA is unavailable.
         dtype: torch dtype; default ``utils.device.compute_dtype`` of the device (bf16 from sm_80 on,
             fp16 on older GPUs, fp32 on CPU, with a warning that the real models need a GPU).
-        lora_path: PEFT LoRA adapter folder (see ``utils.lora``); applied to the transformer.
+        lora_path: PEFT LoRA adapter folder (see ``utils.lora``; Wan: also original-Wan key names,
+            ``utils.wan_lora``); applied to the transformer.
         lora_scale: multiplier of the LoRA delta (0 = base model).
         merge_lora: fold the LoRA into the weights (faster inference, cannot be undone).
         offload: ``"none"`` (whole pipeline on the GPU), ``"model"`` (``enable_model_cpu_offload``,
@@ -146,7 +151,7 @@ def load_pipeline(
             least memory, slowest). Ignored on CPU.
         progress_bar: show diffusers' per-step progress bar.
     Returns:
-        The pipeline; VAE slicing on and VAE tiling on (when exact for this VAE, see
+        The pipeline; VAE slicing on and VAE tiling on (CogVideoX, when exact for this VAE, see
         ``utils.vae_tiling.vae_tiling_is_exact``). ``pipe.videogpa_device`` holds the execution device.
     Raises:
         GenerationConfigError: unknown kind/offload, missing model folder, a model of the other kind
@@ -168,6 +173,36 @@ def load_pipeline(
                 "running on CPU in float32: fine for the tiny test models, but the real 5B models need a "
                 "GPU (hours per video on CPU)"
             )
+    is_wan = is_wan_model(base_model)
+    if is_wan:  # Wan2.2-TI2V-5B: both kinds from one folder, its own LoRA key names
+        pipe, apply_lora = load_wan_pipeline(base_model, kind, dtype)
+    else:
+        pipe, apply_lora = _load_cogvideox_pipeline(base_model, kind, dtype), load_lora_adapter
+
+    if lora_path is not None:
+        apply_lora(pipe.transformer, lora_path, scale=lora_scale, merge=merge_lora)
+
+    # Wan: decoded whole (no tiling), as in its model card and the released run
+    enable_vae_memory_savers(pipe.vae, tiling=not is_wan)
+
+    if device.type == "cuda" and offload == "model":
+        pipe.enable_model_cpu_offload(gpu_id=device.index)
+    elif device.type == "cuda" and offload == "sequential":
+        pipe.enable_sequential_cpu_offload(gpu_id=device.index)
+    else:
+        if offload != "none":
+            logger.warning("--offload %s has no effect on CPU", offload)
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=not progress_bar, leave=False)
+    pipe.videogpa_device = device
+    pipe.videogpa_kind = kind
+    pipe.videogpa_base_model = str(base_model)
+    return pipe
+
+
+def _load_cogvideox_pipeline(base_model, kind: str, dtype):
+    """``CogVideoXPipeline`` / ``CogVideoXImageToVideoPipeline`` of ``base_model`` in ``dtype``;
+    GenerationConfigError for a load failure or a model of the other kind."""
     # diffusers takes seconds to import: --help and configuration errors answer without it
     from diffusers import CogVideoXImageToVideoPipeline, CogVideoXPipeline
 
@@ -186,24 +221,6 @@ def load_pipeline(
             f"{base_model} looks like a {other} model (transformer in_channels {tcfg.in_channels}, "
             f"out_channels {tcfg.out_channels}); use the {'t2v' if kind == 'i2v' else 'i2v'} script for it"
         )
-
-    if lora_path is not None:
-        load_lora_adapter(pipe.transformer, lora_path, scale=lora_scale, merge=merge_lora)
-
-    enable_vae_memory_savers(pipe.vae)
-
-    if device.type == "cuda" and offload == "model":
-        pipe.enable_model_cpu_offload(gpu_id=device.index)
-    elif device.type == "cuda" and offload == "sequential":
-        pipe.enable_sequential_cpu_offload(gpu_id=device.index)
-    else:
-        if offload != "none":
-            logger.warning("--offload %s has no effect on CPU", offload)
-        pipe.to(device)
-    pipe.set_progress_bar_config(disable=not progress_bar, leave=False)
-    pipe.videogpa_device = device
-    pipe.videogpa_kind = kind
-    pipe.videogpa_base_model = str(base_model)
     return pipe
 
 
@@ -253,12 +270,15 @@ def generate_video(
         num_frames, height, width: video size (see :func:`resolve_video_size`).
         num_inference_steps: DDIM steps (50 in the paper setup).
         guidance_scale: classifier-free guidance scale (6.0).
-        negative_prompt: optional negative prompt (CogVideoX uses none by default).
+        negative_prompt: optional negative prompt; None: the pipeline's ``videogpa_negative_prompt``
+            (Wan2.2: Wan's default, ``generate/wan.py``), else none (CogVideoX).
     Returns:
         uint8 array ``[num_frames, height, width, 3]`` RGB, 0..255.
     Raises:
         GenerationConfigError: an image for a text-to-video pipeline, or none for image-to-video.
     """
+    if negative_prompt is None:
+        negative_prompt = getattr(pipe, "videogpa_negative_prompt", None)
     kwargs = dict(
         prompt=prompt,
         negative_prompt=negative_prompt,

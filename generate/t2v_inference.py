@@ -6,7 +6,12 @@
 Batch mode: ``--prompt_json prompts.json`` (``{"id": {"text_prompt": ...}}`` or a list) with
 ``--num_prompts N``. Writes ``<output_dir>/<prompt-slug>_seed<seed>.mp4``. Frame count and size
 default to what the checkpoint was trained for (CogVideoX-5B: 49 frames 480x720; CogVideoX1.5-5B,
-``--base_model THUDM/CogVideoX1.5-5B``: 81 frames 768x1360). See ``generate/inference_cli.py``.
+``--base_model THUDM/CogVideoX1.5-5B``: 81 frames 768x1360).
+
+Wan2.2-TI2V-5B from text alone: ``--base_model Wan-AI/Wan2.2-TI2V-5B-Diffusers`` (121 frames
+704x1280, 50 steps, guidance 5.0, 24 fps, Wan's negative prompt), with
+``--lora_path checkpoints/VideoGPA-Wan2.2TI2V-lora`` at the released scale 0.2. See
+``generate/inference_cli.py`` and ``generate/wan.py``.
 """
 
 import sys

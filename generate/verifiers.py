@@ -18,7 +18,7 @@ resized to ``image_size`` -- by default fewer frames and a smaller size than the
 Built-in metrics:
 
 * ``consistency`` -- the VideoGPA reward: ``VideoProcessor.score_frames(...)["consistency_score"]``
-  (``pipelines/process_video.py``: geometry model -> fused point cloud -> reprojection into every
+  (``scoring/scorer.py``: geometry model -> fused point cloud -> reprojection into every
   frame -> MSE + LPIPS), built with the scorer's ``build_processor`` from the scorer's defaults and
   the verifier's explicit settings. ``points_source`` (:data:`VERIFIER_POINTS_SOURCE`) picks the
   point cloud: ``"point_head"`` (VGGT's point map reprojected with its camera head's cameras,
@@ -213,7 +213,7 @@ def frame_diff(frames: np.ndarray) -> float:
 
 
 def make_consistency(settings: VerifierSettings) -> MetricFn:
-    """The scorer's consistency score as a metric, built with ``train_dpo.video_scorer.build_processor``.
+    """The scorer's consistency score as a metric, built with ``scoring.batch.build_processor``.
 
     Every scorer option starts at the scorer's own default (its parser, so options it gains later
     follow); the verifier's settings then set frames, size, points source, LPIPS, model paths and,
@@ -226,6 +226,7 @@ def make_consistency(settings: VerifierSettings) -> MetricFn:
     """
     import argparse
 
+    from scoring.batch import build_processor
     from train_dpo import video_scorer
 
     scorer_args = vars(video_scorer.build_argparser().parse_args([]))
@@ -237,7 +238,7 @@ def make_consistency(settings: VerifierSettings) -> MetricFn:
     unknown = sorted(set(overrides) - set(scorer_args))
     if unknown:
         raise VerifierConfigError(f"the scorer (train_dpo/video_scorer.py) has no option {', '.join(unknown)}")
-    processor = video_scorer.build_processor(argparse.Namespace(**{**scorer_args, **overrides}), settings.device)
+    processor = build_processor(argparse.Namespace(**{**scorer_args, **overrides}), settings.device)
 
     def consistency(frames: np.ndarray) -> float:
         return float(processor.score_frames(frames)["consistency_score"])

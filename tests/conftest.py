@@ -4,6 +4,8 @@
   diffusers pipeline folders from ``utils.tiny_models`` (same classes/config keys as the real
   THUDM checkpoints, tiny sizes: 9 frames 64x96; 17 frames for 1.5).
 * ``tiny_vggt`` -> Path of a tiny VGGT in the ``facebook/VGGT-1B`` format (built only when a test asks).
+* ``tiny_wan`` -> Path of a tiny Wan2.2-TI2V-5B pipeline folder (``utils.tiny_wan``: 48-channel
+  Wan2.2 VAE, ``expand_timesteps``; 17 frames 32x32), built lazily once per session.
 * ``fixtures_dir`` -> ``tests/fixtures``.
 """
 
@@ -32,6 +34,15 @@ def tiny_vggt(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("tiny_vggt")
     return ensure_tiny_models(root, names=("vggt",))["vggt"]
+
+
+@pytest.fixture(scope="session")
+def tiny_wan(tmp_path_factory) -> Path:
+    """Tiny Wan2.2-TI2V-5B pipeline folder (``Wan-AI/Wan2.2-TI2V-5B-Diffusers`` format), built lazily once per session."""
+    from utils.tiny_models import ensure_tiny_models
+
+    root = tmp_path_factory.mktemp("tiny_wan")
+    return ensure_tiny_models(root, names=("wan2.2-ti2v",))["wan2.2-ti2v"]
 
 
 @pytest.fixture(scope="session")

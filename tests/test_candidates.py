@@ -9,16 +9,8 @@ from pathlib import Path
 import pytest
 
 import generate.candidates as cand
-from generate.candidates import (
-    CandidateConfig,
-    build_arg_parser,
-    find_shard_jsons,
-    generate_candidates,
-    group_id_for,
-    merge_shards,
-    shard_json_path,
-    shard_range,
-)
+from generate.candidates import CandidateConfig, build_arg_parser, generate_candidates, group_id_for, merge_shards
+from utils.jobs import find_shards, shard_path, shard_range
 from utils.io_utils import JSONInputError
 from utils.scripts import load_script, model_script, script_constants
 from utils.video_utils import get_video_info
@@ -56,7 +48,7 @@ def test_group_ids_and_shard_ranges():
             parts = [list(shard_range(n, i, k)) for i in range(k)]
             assert sum(parts, []) == list(range(n))
             assert max(map(len, parts)) - min(map(len, parts)) <= 1
-    assert shard_json_path("/o/groups.json", 1, 4) == Path("/o/groups.shard1of4.json")
+    assert shard_path("/o/groups.json", 1, 4) == Path("/o/groups.shard1of4.json")
 
 
 def test_resume_after_interruption_nothing_lost_or_duplicated(tiny_models, tmp_path, monkeypatch):
@@ -128,7 +120,7 @@ def test_shards_and_merge_via_script(tiny_models, tmp_path, capsys):
     assert not (out / "groups.json").exists()
 
     with pytest.raises(JSONInputError, match="no shard files"):
-        find_shard_jsons(out / "other.json")
+        find_shards(out / "other.json")
     assert mod.main([*common, "--merge"]) == 0
     merged = json.loads((out / "groups.json").read_text())
     assert [g["key"] for g in merged["groups"]] == [f"1K/scene{i:02d}/images_8" for i in range(3)]

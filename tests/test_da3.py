@@ -327,8 +327,8 @@ def test_normalisation_and_processed_images():
 # --------------------------------------------------------------------------- scorer predictor
 
 def test_predictor_on_real_video_is_deterministic(tiny_model):
-    from pipelines.da3_predictor import DA3Predictor
-    from pipelines.process_video import VideoProcessor, frames_to_tensor
+    from scoring.da3_predictor import DA3Predictor
+    from scoring.scorer import VideoProcessor, frames_to_tensor
     from utils.video_utils import sample_uniform_frames
 
     frames = resize_frames(sample_uniform_frames(VIDEO, 3, size=98), process_res=84)  # area 98 -> 84
@@ -356,7 +356,7 @@ def test_predictor_on_real_video_is_deterministic(tiny_model):
 def test_predictor_matches_golden(tiny_model, golden):
     """Images in [0, 1] -> GeometryPrediction with the reference's depth, cameras and VideoGPA's
     world_points_from_depth."""
-    from pipelines.da3_predictor import DA3Predictor
+    from scoring.da3_predictor import DA3Predictor
 
     case = "s10_28x42"
     pred = DA3Predictor(tiny_model, device="cpu").predict(golden[f"{case}.images"][0])

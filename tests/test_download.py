@@ -103,11 +103,14 @@ def test_all_then_skip(server, tmp_path, capsys):
         assert dest.read_bytes() == server.files[filename]
         assert (tmp_path / folder / "adapter_config.json").is_file(), "shipped config copied next to it"
         assert not (tmp_path / folder / "adapter_model.safetensors.part").exists()
-    assert sorted(ADAPTERS) == ["i2v", "t2v", "t2v15"]
-    assert len(server.gets()) == 3
+    assert sorted(ADAPTERS) == ["i2v", "i2v-1k", "t2v", "t2v15", "ti2v"]
+    # release file names and folders of upstream download_ckpt.py (Hongyang-Du/VideoGPA)
+    assert ADAPTERS["ti2v"] == ("wan_ti2v_adapter_model.safetensors", "VideoGPA-Wan2.2TI2V-lora")
+    assert ADAPTERS["i2v-1k"] == ("i2v_1k_adapter_model.safetensors", "VideoGPA-I2V-1K-lora")
+    assert len(server.gets()) == 5
     capsys.readouterr()
     assert _run(server, tmp_path, "t2v") == 0
-    assert len(server.gets()) == 3, "complete file must not be downloaded again"
+    assert len(server.gets()) == 5, "complete file must not be downloaded again"
     assert "skipped" in capsys.readouterr().out
 
 
@@ -117,6 +120,8 @@ def test_downloaded_folder_passes_adapter_validation(server, tmp_path):
     assert _run(server, tmp_path, "i2v") == 0
     assert validate_adapter_dir(tmp_path / "VideoGPA-I2V-lora") == tmp_path / "VideoGPA-I2V-lora"
     assert not (tmp_path / "VideoGPA-T2V-lora").exists()
+    assert _run(server, tmp_path, "ti2v") == 0  # + the shipped Wan adapter_config.json (q/k/v/o)
+    assert validate_adapter_dir(tmp_path / "VideoGPA-Wan2.2TI2V-lora").name == "VideoGPA-Wan2.2TI2V-lora"
 
 
 def test_interrupted_download_resumes_with_range(server, tmp_path, capsys):

@@ -216,3 +216,53 @@ def test_i2v_condition_samples_with_a_cpu_generator_on_any_device(monkeypatch):
     out = enc.encode_group_condition(pipe, "a cat", image="first.png", seed=7)
     assert set(out) == {"prompt_embeds", "image_latents"}
     assert seen["gen"].device.type == "cpu" and seen["gen"].initial_seed() == 7
+
+
+# ---- shards (utils.jobs): contiguous blocks, merge, launcher variables --------------------------------
+
+
+def test_encode_shards_merge_equals_single_run(tiny_models, video_set, monkeypatch, caplog):
+    """Two shards of a two-group input merge into the single run's JSON (same latents); a merge with a
+    shard missing, or with a shard encoded at another size, is refused with exit code 2."""
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(k, raising=False)
+    main = _script("CogVideoX-5B_lora", "03_encode.py")["main"]
+    data = json.loads((video_set / "groups_scored.json").read_text())
+    g = data["groups"][0]
+    data["groups"] = [{**g, "group_id": "g1", "videos": g["videos"][:1]},
+                      {**g, "group_id": "g2", "videos": g["videos"][1:2]}]
+    (video_set / "two.json").write_text(json.dumps(data))
+    common = ["--base_model", str(tiny_models["cogvideox-t2v"]), "--input_json", str(video_set / "two.json"),
+              "--num_frames", "9", "--height", "64", "--width", "96", "--device", "cpu"]
+    assert main([*common, "--output_json", str(video_set / "single.json"), "--latent_dir", "lat_a"]) == 0
+    out = video_set / "sharded.json"
+    for i in range(2):
+        assert main([*common, "--output_json", str(out), "--latent_dir", "lat_b",
+                     "--num_shards", "2", "--shard_index", str(i)]) == 0
+    s1 = json.loads((video_set / "sharded.shard1of2.json").read_text())
+    assert [x["group_id"] for x in s1["groups"]] == ["g2"] and not out.exists()
+    assert main([*common, "--output_json", str(out), "--latent_dir", "lat_b", "--merge"]) == 0
+    single, merged = json.loads((video_set / "single.json").read_text()), json.loads(out.read_text())
+    assert "encode_shard" not in merged and len(merged["groups"]) == 2
+    for a, b in zip(single["groups"], merged["groups"]):
+        assert a["group_id"] == b["group_id"]
+        for va, vb in zip(a["videos"], b["videos"]):
+            a_lat, b_lat = (_load(video_set / v["latent_path"], "latents") for v in (va, vb))
+            assert torch.equal(a_lat, b_lat)
+    # another size than the shards were encoded at, then a missing shard: refused
+    assert main([*common[:-6], "--num_frames", "17", "--height", "64", "--width", "96", "--device", "cpu",
+                 "--output_json", str(out), "--latent_dir", "lat_b", "--merge"]) == 2
+    assert "not encoded with these settings" in caplog.text
+    (video_set / "sharded.shard0of2.json").unlink()
+    assert main([*common, "--output_json", str(out), "--latent_dir", "lat_b", "--merge"]) == 2
+    assert "sharded.shard0of2.json" in caplog.text and "not found" in caplog.text
+
+
+def test_encode_inconsistent_launcher_variables_exit_2(monkeypatch, caplog, tmp_path):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("RANK", "4")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    main = _script("CogVideoX-5B_lora", "03_encode.py")["main"]
+    assert main(["--input_json", str(tmp_path / "in.json"), "--output_json", str(tmp_path / "out.json")]) == 2
+    assert "inconsistent launcher environment" in caplog.text and "RANK=4" in caplog.text

@@ -1,4 +1,4 @@
-"""The geometry backbone choice (pipelines/geometry_models.py) end to end: the scorer and the
+"""The geometry backbone choice (scoring/geometry_models.py) end to end: the scorer and the
 evaluation with the tiny Depth Anything 3 on the real videos, identical on two runs."""
 
 import json
@@ -23,8 +23,8 @@ def tiny_da3(tmp_path_factory) -> Path:
 
 
 def test_builder_rejects_unknown_backbone_and_loads_da3(tiny_da3):
-    from pipelines.da3_predictor import DA3Predictor
-    from pipelines.geometry_models import build_geometry_predictor
+    from scoring.da3_predictor import DA3Predictor
+    from scoring.geometry_models import build_geometry_predictor
 
     with pytest.raises(ValueError, match="unknown geometry model 'colmap'"):
         build_geometry_predictor("colmap")

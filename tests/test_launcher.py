@@ -20,7 +20,7 @@ def test_launch_info_sources_and_precedence():
 
 def test_generation_and_encoding_read_the_launcher(monkeypatch, tmp_path, caplog):
     from generate.candidates import build_arg_parser
-    from train_dpo.encode import run_encode_cli
+    from train_dpo.encode import build_encode_argparser
 
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("WORLD_SIZE", "4")
@@ -29,6 +29,6 @@ def test_generation_and_encoding_read_the_launcher(monkeypatch, tmp_path, caplog
     args = build_arg_parser({"base_model": "m", "prompts_json": "p.json", "output_dir": "o"}).parse_args(
         ["--num_shards", "1", "--shard_index", "0"])
     assert (args.shard_index, args.num_shards) == (0, 1)  # explicit flags win
-    # encoding is not sharded: under a multi-task launcher it refuses instead of racing on one JSON
-    assert run_encode_cli(["--base_model", "m", "--input_json", "i.json", "--output_json", "o.json"]) == 2
-    assert "not sharded" in caplog.text
+    # encoding is sharded like generation and scoring (utils.jobs): each task encodes its own block
+    args = build_encode_argparser({"base_model": "m", "input_json": "i.json", "output_json": "o.json"}).parse_args([])
+    assert (args.shard_index, args.num_shards, args.launch_error) == (2, 4, None)

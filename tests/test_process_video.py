@@ -1,4 +1,4 @@
-"""pipelines/process_video.py: point cloud, deterministic z-buffer reprojection, scoring.
+"""scoring/ (reprojection.py, scorer.py, visuals.py): point cloud, deterministic z-buffer reprojection, scoring.
 
 The known-geometry tests render textured 3-D scenes with an independent ray caster
 (tests/_scorer_render.py) and score them with the oracle predictor (true depth and cameras).
@@ -16,7 +16,7 @@ from PIL import Image
 from _scorer_render import load_texture, render_video
 
 from metrics import build_random_lpips_weights, load_lpips
-from pipelines import (
+from scoring import (
     GeometryPrediction,
     OraclePredictor,
     ScoringError,

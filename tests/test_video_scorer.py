@@ -11,8 +11,10 @@ import pytest
 from _scorer_render import render_video
 
 from metrics import build_random_lpips_weights
-from pipelines.process_video import VideoProcessor
+from scoring.groups import merge_shards
+from scoring.scorer import VideoProcessor
 from train_dpo import video_scorer
+from utils.jobs import shard_path
 from utils.video_utils import write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,11 +195,11 @@ def test_point_head_default_recorded_and_resume_with_other_source_refused(workdi
     the same output. The tiny random point head collapses to one off-screen point, so its point
     map is replaced by the tiny depth head's unprojection, 5 % farther out (a point map that
     disagrees with the cameras)."""
-    from pipelines import process_video
+    from scoring import vggt_predictor
     from vggt.utils.geometry import unproject_depth_map_to_point_map
 
     assert video_scorer.POINTS_SOURCE == "point_head"
-    real_predict = process_video.VGGTPredictor.predict
+    real_predict = vggt_predictor.VGGTPredictor.predict
     seen = {}
 
     def predict(self, images):
@@ -206,7 +208,7 @@ def test_point_head_default_recorded_and_resume_with_other_source_refused(workdi
         g.world_points = 1.05 * unproject_depth_map_to_point_map(g.depth, g.extrinsic, g.intrinsic)
         return g
 
-    monkeypatch.setattr(process_video.VGGTPredictor, "predict", predict)
+    monkeypatch.setattr(vggt_predictor.VGGTPredictor, "predict", predict)
     d = workdir["dir"]
     inp = _write(d / "ph_in.json", {"groups": _good_groups(1)})
     out = d / "ph_out.json"
@@ -267,8 +269,8 @@ def test_shards_merge_equals_single_run(workdir, capsys):
         assert (
             video_scorer.main(_args(workdir, inp, merged, "--num_shards", "2", "--shard_index", str(i))) == 0
         )
-    s0 = json.loads((d / "shard_merged.shard0-of-2.json").read_text())
-    assert [g["group_id"] for g in s0["groups"]] == ["g0", "g2"]
+    s0 = json.loads((d / "shard_merged.shard0of2.json").read_text())  # utils.jobs: contiguous blocks
+    assert [g["group_id"] for g in s0["groups"]] == ["g0", "g1"]
     assert video_scorer.main(_args(workdir, inp, merged, "--num_shards", "2", "--merge")) == 0
     m = json.loads(merged.read_text())
     assert m["top"] == "kept" and _scores(m) == _scores(json.loads(single.read_text()))
@@ -287,14 +289,56 @@ def test_shards_resume_and_merge_groups_without_group_id(workdir, capsys):
         assert video_scorer.main(_args(workdir, inp, out, "--num_shards", "2", "--shard_index", str(i))) == 0
     capsys.readouterr()
     assert video_scorer.main(_args(workdir, inp, out, "--num_shards", "2", "--shard_index", "1")) == 0
-    assert "scored 0, skipped 2, failed 0" in capsys.readouterr().out  # shard 1 = group #1 only
-    shards = [video_scorer.shard_output_path(out, i, 2) for i in range(2)]
-    counts = video_scorer.merge_shards(inp, shards, out)
+    assert "scored 0, skipped 2, failed 0" in capsys.readouterr().out  # shard 1 = group #2 only
+    shards = [shard_path(out, i, 2) for i in range(2)]
+    counts = merge_shards(inp, shards, out)
     assert counts == {"videos": 6, "scored": 6, "failed": 0, "missing": 0}
     s0, s1 = (json.loads(p.read_text())["groups"] for p in shards)
     merged = json.loads(out.read_text())["groups"]
-    assert [g["prompt"] for g in merged] == [g["prompt"] for g in (s0[0], s1[0], s0[1])]
-    assert _scores(merged) == _scores([s0[0], s1[0], s0[1]])
+    assert [g["prompt"] for g in merged] == [g["prompt"] for g in (s0[0], s0[1], s1[0])]
+    assert _scores(merged) == _scores([s0[0], s0[1], s1[0]])
+
+
+def test_merge_reads_round_robin_shards_of_earlier_versions_and_refuses_mixed_settings(workdir, capsys):
+    """Shard files named ``out.shard<i>-of-<K>.json`` with the round-robin groups of earlier versions
+    (built here by hand from a single run) still merge into the single run's result; a shard with
+    other settings is refused (exit 2)."""
+    d = workdir["dir"]
+    inp = _write(d / "legacy_in.json", {"groups": _good_groups(3)})
+    single = d / "legacy_single.json"
+    assert video_scorer.main(_args(workdir, inp, single)) == 0
+    done = json.loads(single.read_text())
+    out = d / "legacy_out.json"
+    for i in range(2):
+        shard = {**done, "groups": done["groups"][i::2]}
+        _write(d / f"legacy_out.shard{i}-of-2.json", shard)
+    assert video_scorer.main(_args(workdir, inp, out, "--merge")) == 0
+    assert _scores(json.loads(out.read_text())) == _scores(done)
+    other = {**done, "groups": done["groups"][1::2],
+             "consistency_scorer": {**done["consistency_scorer"], "num_frames": 9}}
+    _write(d / "legacy_out.shard1-of-2.json", other)
+    assert video_scorer.main(_args(workdir, inp, out, "--merge")) == 2
+    assert "different settings" in capsys.readouterr().err
+
+
+def _set_launcher_env(monkeypatch, env: dict) -> None:
+    """Exactly the launcher variables ``env`` (torchrun / srun), none left from the environment."""
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.mark.parametrize("env", [{"RANK": "2", "WORLD_SIZE": "2"},
+                                 {"SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "2"}])
+def test_inconsistent_launcher_variables_exit_2(workdir, monkeypatch, capsys, env):
+    _set_launcher_env(monkeypatch, env)
+    d = workdir["dir"]
+    inp = _write(d / "badenv_in.json", {"groups": _good_groups(1)})
+    assert video_scorer.main(_args(workdir, inp, d / "badenv_out.json")) == 2
+    err = capsys.readouterr().err
+    assert "inconsistent launcher environment" in err and next(iter(env)) in err
+    assert not (d / "badenv_out.json").exists()
 
 
 def test_one_worker_per_device_spawn(workdir):
@@ -361,15 +405,12 @@ def test_nothing_scored_exits_1_and_prints_the_first_error(workdir, capsys):
 @pytest.mark.parametrize("env", [{"RANK": "1", "WORLD_SIZE": "2"},
                                  {"SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "2", "SLURM_NTASKS": "2"}])
 def test_shard_defaults_come_from_the_launcher(workdir, monkeypatch, env):
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
-        monkeypatch.delenv(k, raising=False)
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
+    _set_launcher_env(monkeypatch, env)
     d = workdir["dir"]
     inp = _write(d / "env_in.json", {"groups": _good_groups(2)})
     out = d / f"env_out_{len(env)}.json"
     assert video_scorer.main(_args(workdir, inp, out)) == 0
-    shard = json.loads(video_scorer.shard_output_path(out, 1, 2).read_text())
+    shard = json.loads(shard_path(out, 1, 2).read_text())
     assert [g["group_id"] for g in shard["groups"]] == ["g1"] and not out.exists()
 
 

@@ -34,6 +34,12 @@ exists, loads and was encoded at the same frame count and size (and groups whose
 does); a video that fails (unreadable, too few
 frames) gets ``"error"`` and is skipped; videos that already carry ``"error"`` (e.g. from the
 scorer) are not encoded.
+
+Sharding (``utils.jobs``, as generation and scoring): ``--num_shards K --shard_index i`` (default:
+the torchrun/srun variables) encodes a contiguous block of the groups into
+``<output>.shard<i>of<K>.json`` (with the run settings under ``"encode_shard"``); ``--merge`` joins
+the shards into the output after checking that every shard is there, all were encoded with the same
+settings and together they are the input's groups (else exit 2).
 """
 
 from __future__ import annotations
@@ -49,7 +55,9 @@ import torch
 
 from utils.config_cli import Arg, build_config_parser, config_from_args
 from utils.device import compute_dtype, resolve_device
-from utils.io_utils import atomic_write_bytes, atomic_write_json, read_json, slugify
+from utils.io_utils import JSONInputError, atomic_write_bytes, atomic_write_json, read_json, slugify
+from utils.jobs import ShardError, check_shard, launch_defaults, shard_path, shard_range
+from utils.launcher import SHARD_HELP
 from utils.model_facts import requires_image_latents
 from utils.vae_tiling import enable_vae_memory_savers, encode_latent_dist
 
@@ -94,6 +102,10 @@ class EncodeConfig:
         limit_groups: encode only the first N groups (smoke runs).
         overwrite: re-encode even when files exist.
         retry_errors: re-try videos whose entry carries an ``"error"`` from an earlier encoding.
+        num_shards, shard_index: encode only shard ``shard_index`` of ``num_shards`` (a contiguous
+            block of the groups, :func:`utils.jobs.shard_range`) into
+            :func:`utils.jobs.shard_path` of ``output_json``;
+            :func:`train_dpo.encode_shards.merge_encoded_shards` joins them.
     """
 
     base_model: str
@@ -113,6 +125,8 @@ class EncodeConfig:
     limit_groups: int | None = None
     overwrite: bool = False
     retry_errors: bool = False
+    num_shards: int = 1
+    shard_index: int = 0
 
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -400,6 +414,15 @@ def encode_dataset(cfg: EncodeConfig, pipe=None) -> dict[str, Any]:
     if not latent_dir.is_absolute():
         latent_dir = base / latent_dir
     out_json = Path(cfg.output_json)
+    groups = data["groups"] if cfg.limit_groups is None else data["groups"][: cfg.limit_groups]
+    if int(cfg.num_shards) > 1:  # a shard's output holds its own groups only
+        block = shard_range(len(groups), cfg.shard_index, cfg.num_shards)
+        groups = groups[block.start : block.stop]
+        from train_dpo.encode_shards import SHARD_KEY, shard_settings
+
+        data = {**data, "groups": groups, SHARD_KEY: {"index": int(cfg.shard_index),
+                "num_shards": int(cfg.num_shards), "settings": shard_settings(cfg)}}  # fmt: skip
+        out_json = shard_path(out_json, cfg.shard_index, cfg.num_shards)
     if out_json.is_file() and out_json.resolve() != Path(cfg.input_json).resolve() and not cfg.overwrite:
         try:
             _merge_previous(data["groups"], read_json(out_json))
@@ -422,7 +445,6 @@ def encode_dataset(cfg: EncodeConfig, pipe=None) -> dict[str, Any]:
     stats = dict.fromkeys(
         ["groups", "videos_encoded", "videos_skipped_existing", "videos_skipped_error", "videos_failed",
          "conditions_encoded", "conditions_skipped_existing"], 0)  # fmt: skip
-    groups = data["groups"] if cfg.limit_groups is None else data["groups"][: cfg.limit_groups]
     bar = tqdm(total=sum(len(g.get("videos") or []) for g in groups), desc="encode", unit="video")
     for gi, group in enumerate(groups):
         gid = str(group.get("group_id", gi))
@@ -516,6 +538,10 @@ ENCODE_ARGS: dict[str, dict[str, str | Arg]] = {
         "vae_tiling": "tiled VAE (changes latents slightly)",
         "max_sequence_length": "T5 tokens (226 for every CogVideoX)",
     },
+    "sharding (one process per shard; --merge joins the shard outputs)": {
+        "num_shards": f"split the groups into K shards ({SHARD_HELP})",
+        "shard_index": "which shard this process encodes",
+    },
     "run": {
         "limit_groups": "encode only the first N groups (smoke runs; none: all)",
         "overwrite": "re-encode even when the files exist",
@@ -531,31 +557,40 @@ def build_encode_argparser(constants: dict[str, Any] | None = None, description:
     Raises:
         SystemExit(2): a constant names no setting (message names it and the nearest one).
     """
-    description = description or "Encode videos/prompts to latents for DPO."
-    return build_config_parser(EncodeConfig, ENCODE_ARGS, constants=constants, description=description)
+    launch, launch_error = launch_defaults()  # an inconsistent environment is reported by run_encode_cli
+    p = build_config_parser(EncodeConfig, ENCODE_ARGS, constants=constants,
+                            defaults={"num_shards": launch.num_shards, "shard_index": launch.shard_index},
+                            description=description or "Encode videos/prompts to latents for DPO.")  # fmt: skip
+    p.set_defaults(launch_error=launch_error, local_rank=launch.local_rank)
+    p.add_argument("--merge", action="store_true",
+                   help="do not encode: merge the shard outputs into --output_json")  # fmt: skip
+    return p
 
 
 def run_encode_cli(argv=None, constants: dict[str, Any] | None = None, description: str | None = None) -> int:
     """Parse ``argv`` over ``constants``, run :func:`encode_dataset`; returns an exit code.
 
-    0: done; 2: bad input (missing/malformed JSON). argparse errors (missing or unknown setting,
-    bad value) exit 2 through ``SystemExit``.
+    0: done; 2: bad input (missing/malformed JSON, bad or inconsistent shard arguments or launcher
+    variables, a missing or inconsistent shard at ``--merge``). argparse errors (missing or unknown
+    setting, bad value) exit 2 through ``SystemExit``.
     """
-    from utils.io_utils import JSONInputError
-
-    from utils.launcher import launch_info
     from utils.log_filters import quiet_expected_messages
 
     args = build_encode_argparser(constants, description).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_expected_messages()
-    launch = launch_info()
-    if launch.num_shards > 1:  # every task would encode everything into the same JSON
-        logger.error("encoding is not sharded: run it as one task, not under %s with %d tasks",
-                     launch.source, launch.num_shards)
-        return 2
+    if args.device is None and args.local_rank is not None and torch.cuda.is_available():
+        args.device = f"cuda:{args.local_rank % torch.cuda.device_count()}"  # one GPU per launcher task
     cfg = config_from_args(EncodeConfig, args)
     try:
+        if args.launch_error:
+            raise ShardError(args.launch_error)
+        check_shard(cfg.shard_index, cfg.num_shards)
+        if args.merge:
+            from train_dpo.encode_shards import merge_encoded_shards
+
+            print(f"merged: {merge_encoded_shards(cfg)}")
+            return 0
         encode_dataset(cfg)
     except (JSONInputError, ValueError, FileNotFoundError) as e:
         logger.error("%s", e)

@@ -58,7 +58,7 @@ LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 PEFT_KEY_PREFIX = "base_model.model."
-_LORA_SUFFIXES = (".lora_A.weight", ".lora_B.weight")
+LORA_KEY_SUFFIXES = (".lora_A.weight", ".lora_B.weight")
 
 
 class LoraAdapterError(ValueError):
@@ -199,14 +199,14 @@ def validate_adapter_dir(path: str | os.PathLike, transformer: torch.nn.Module |
     shapes = _safetensors_shapes(weights)
     if not shapes:
         raise LoraAdapterError(f"{weights}: contains no tensors")
-    bad = [k for k in shapes if not (k.startswith(PEFT_KEY_PREFIX) and k.endswith(_LORA_SUFFIXES))]
+    bad = [k for k in shapes if not (k.startswith(PEFT_KEY_PREFIX) and k.endswith(LORA_KEY_SUFFIXES))]
     if bad:
         raise LoraAdapterError(
             f"{weights}: {len(bad)} key(s) are not PEFT LoRA keys "
             f"('{PEFT_KEY_PREFIX}<module>.lora_A.weight' / '.lora_B.weight'), e.g. {bad[0]!r}"
         )
     if transformer is not None:
-        _check_keys_fit(weights, config, shapes, unwrap_compiled(transformer))
+        check_keys_fit(weights, config, shapes, unwrap_compiled(transformer))
     return p
 
 
@@ -218,7 +218,7 @@ def _safetensors_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
         raise LoraAdapterError(f"cannot read LoRA adapter weights {weights}: {e}") from e
 
 
-def _check_keys_fit(weights: Path, config, shapes: dict[str, tuple[int, ...]], model: torch.nn.Module) -> None:
+def check_keys_fit(weights: Path, config, shapes: dict[str, tuple[int, ...]], model: torch.nn.Module) -> None:
     targets = _target_linears(model, config.target_modules)
     if not targets:
         raise LoraAdapterError(
@@ -241,7 +241,7 @@ def _check_keys_fit(weights: Path, config, shapes: dict[str, tuple[int, ...]], m
         elif shape[0] != lin.out_features or (not rank_pattern and shape[1] != config.r):
             problems.append(f"{key!r} has shape {list(shape)}, expected [{lin.out_features}, {config.r}]")
     for module in targets:
-        for suffix in _LORA_SUFFIXES:
+        for suffix in LORA_KEY_SUFFIXES:
             if PEFT_KEY_PREFIX + module + suffix not in shapes:
                 problems.append(f"missing {PEFT_KEY_PREFIX + module + suffix!r}")
     if problems:

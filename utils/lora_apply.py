@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from utils.lora import (
     ADAPTER_WEIGHTS_NAME,
+    LORA_KEY_SUFFIXES,
     PEFT_KEY_PREFIX,
     LoraAdapterError,
+    check_keys_fit,
     read_adapter_config,
     unwrap_compiled,
     validate_adapter_dir,
@@ -28,7 +31,7 @@ logger = logging.getLogger(__name__)
 # peft is imported inside the functions: it imports transformers (seconds), and importing this module
 # (generate/pipeline.py does) must stay cheap for --help and configuration errors.
 
-__all__ = ["load_lora_adapter", "set_lora_scale"]
+__all__ = ["load_lora_adapter", "apply_lora_state_dict", "set_lora_scale"]
 
 
 def load_lora_adapter(
@@ -57,12 +60,51 @@ def load_lora_adapter(
         LoraAdapterError: see :func:`validate_adapter_dir`; also when loading leaves LoRA weights unset.
         ValueError: ``merge=True`` on a model that already has LoRA layers, or ``adapter_name`` in use.
     """
+    folder = validate_adapter_dir(path, unwrap_compiled(transformer))
+    config = read_adapter_config(folder)
+    weights = folder / ADAPTER_WEIGHTS_NAME
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as e:
+        raise LoraAdapterError(f"cannot read LoRA adapter weights {weights}: {e}") from e
+    apply_lora_state_dict(transformer, config, state, weights, scale, merge, adapter_name, is_trainable)
+    logger.info("loaded LoRA adapter %s (scale %g%s)", folder, scale, ", merged" if merge else "")
+    return transformer
+
+
+def apply_lora_state_dict(
+    transformer: torch.nn.Module,
+    config,
+    state: dict[str, torch.Tensor],
+    source: str | os.PathLike,
+    scale: float = 1.0,
+    merge: bool = False,
+    adapter_name: str = "videogpa",
+    is_trainable: bool = False,
+) -> torch.nn.Module:
+    """Apply LoRA weights in memory to ``transformer`` in place (the body of :func:`load_lora_adapter`).
+
+    For adapters whose file needs converting first (e.g. ``utils.wan_lora``: adapters of the original
+    Wan code). Arguments as :func:`load_lora_adapter`, plus:
+
+    Args:
+        config: ``peft.LoraConfig`` whose ``target_modules`` name modules of ``transformer``.
+        state: ``{"base_model.model.<module>.lora_A.weight": [r, in], ...lora_B.weight: [out, r]}``.
+        source: the file the weights came from (named in error messages).
+    Raises:
+        LoraAdapterError: keys or shapes that do not fit ``transformer`` (every target module needs
+            both A and B), or loading leaves LoRA weights unset.
+        ValueError: see :func:`load_lora_adapter`.
+    """
     from peft import inject_adapter_in_model, set_peft_model_state_dict
     from peft.tuners.lora import LoraLayer
 
     model = unwrap_compiled(transformer)
-    folder = validate_adapter_dir(path, model)
-    config = read_adapter_config(folder)
+    weights = Path(source)
+    bad = [k for k in state if not (k.startswith(PEFT_KEY_PREFIX) and k.endswith(LORA_KEY_SUFFIXES))]
+    if bad:
+        raise LoraAdapterError(f"{weights}: {len(bad)} key(s) are not PEFT LoRA keys, e.g. {bad[0]!r}")
+    check_keys_fit(weights, config, {k: tuple(v.shape) for k, v in state.items()}, model)
     config.inference_mode = not is_trainable
     already = any(isinstance(m, LoraLayer) for m in model.modules())
     if merge and already:
@@ -70,13 +112,7 @@ def load_lora_adapter(
     if adapter_name in (getattr(model, "peft_config", None) or {}):
         raise ValueError(f"the model already has an adapter named {adapter_name!r}")
 
-    weights = folder / ADAPTER_WEIGHTS_NAME
-    try:
-        state = load_file(str(weights), device="cpu")
-    except Exception as e:
-        raise LoraAdapterError(f"cannot read LoRA adapter weights {weights}: {e}") from e
     state = {k[len(PEFT_KEY_PREFIX) :]: v for k, v in state.items()}
-
     if hasattr(model, "add_adapter") and hasattr(model, "_hf_peft_config_loaded"):
         model.add_adapter(config, adapter_name=adapter_name)  # diffusers' PeftAdapterMixin bookkeeping
     else:
@@ -92,7 +128,6 @@ def load_lora_adapter(
     set_lora_scale(model, scale, adapter_name)
     if merge:
         _merge_and_unload(model, adapter_name)
-    logger.info("loaded LoRA adapter %s (scale %g%s)", folder, scale, ", merged" if merge else "")
     return transformer
 
 

@@ -2,11 +2,11 @@
 
 No machine of this project reaches the model hubs, so every code path that loads a real checkpoint
 (``THUDM/CogVideoX-5b``, ``THUDM/CogVideoX-5b-I2V``, ``THUDM/CogVideoX1.5-5B``,
-``facebook/VGGT-1B``) is exercised on tiny models built here from configs. Each tiny pipeline has
-the same component classes and the same config keys as the real repository (``model_index.json``,
-``tokenizer/``, ``text_encoder/``, ``vae/``, ``transformer/``, ``scheduler/``), written with
-``save_pretrained`` and loaded back through the very ``from_pretrained`` call a user's real
-checkpoint takes. Only the sizes differ.
+``Wan-AI/Wan2.2-TI2V-5B-Diffusers``, ``facebook/VGGT-1B``) is exercised on tiny models built here
+from configs. Each tiny pipeline has the same component classes and the same config keys as the
+real repository (``model_index.json``, ``tokenizer/``, ``text_encoder/``, ``vae/``,
+``transformer/``, ``scheduler/``), written with ``save_pretrained`` and loaded back through the
+very ``from_pretrained`` call a user's real checkpoint takes. Only the sizes differ.
 
 =====================  ======================================  ===================================
 name                   mirrors                                 what makes it that model
@@ -17,6 +17,9 @@ name                   mirrors                                 what makes it tha
 ``cogvideox1.5-t2v``   THUDM/CogVideoX1.5-5B                   ``patch_size_t`` 2, no patch bias
 ``vggt``               facebook/VGGT-1B                        config.json + model.safetensors
 ``da3``                depth-anything/DA3-LARGE                config.json + model.safetensors
+``wan2.2-ti2v``        Wan-AI/Wan2.2-TI2V-5B-Diffusers         ``WanPipeline`` with
+                                                               ``expand_timesteps``, 48-channel
+                                                               Wan2.2 VAE (see ``utils.tiny_wan``)
 =====================  ======================================  ===================================
 
 CLI::
@@ -44,7 +47,7 @@ from utils.io_utils import apply_umask
 
 logger = logging.getLogger(__name__)
 
-TINY_NAMES = ("cogvideox-t2v", "cogvideox-i2v", "cogvideox1.5-t2v", "vggt", "da3")
+TINY_NAMES = ("cogvideox-t2v", "cogvideox-i2v", "cogvideox1.5-t2v", "vggt", "da3", "wan2.2-ti2v")
 DEFAULT_TINY_ROOT = Path(__file__).resolve().parent.parent / "checkpoints" / "tiny"
 
 # Sizes shared by the three tiny CogVideoX pipelines. Pixel frames F map to (F - 1) / 4 + 1 latent
@@ -73,7 +76,7 @@ _CORPUS = [
 ]
 
 
-def _build_tokenizer(save_dir: Path):
+def _build_tokenizer(save_dir: Path, model_max_length: int = MAX_TEXT_SEQ_LEN):
     """Train a small unigram tokenizer offline and save it as a T5 tokenizer folder."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import T5TokenizerFast
@@ -98,7 +101,7 @@ def _build_tokenizer(save_dir: Path):
         pad_token="<pad>",
         extra_ids=0,
         additional_special_tokens=extra_ids,
-        model_max_length=MAX_TEXT_SEQ_LEN,
+        model_max_length=model_max_length,
     )
     fast.save_pretrained(save_dir)
     return fast
@@ -246,10 +249,8 @@ def build_tiny_cogvideox(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
 
     if kind not in TINY_NAMES[:3]:
         raise ValueError(f"unknown tiny CogVideoX kind {kind!r}; expected one of {TINY_NAMES[:3]}")
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+
+    def build(tmp: Path):
         tokenizer = _build_tokenizer(tmp / "_tok")
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
@@ -261,16 +262,33 @@ def build_tiny_cogvideox(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
         for m in (text_encoder, vae, transformer):
             _perturb_(m, gen)
         cls = CogVideoXImageToVideoPipeline if kind == "cogvideox-i2v" else CogVideoXPipeline
-        pipe = cls(
+        return cls(
             tokenizer=tokenizer,
             text_encoder=text_encoder,
             vae=vae,
             transformer=transformer,
             scheduler=_scheduler(),
         )
+
+    return write_pipeline_folder(build, out_dir, {"kind": kind, "seed": seed})
+
+
+def write_pipeline_folder(build, out_dir: str | Path, info: dict) -> Path:
+    """Save the diffusers pipeline ``build(tmp_dir)`` returns as a folder at ``out_dir``, atomically.
+
+    ``build`` may write scratch files under ``tmp_dir`` (e.g. the tokenizer); the pipeline is saved
+    with ``save_pretrained(safe_serialization=True)`` into a temporary sibling of ``out_dir`` together
+    with ``tiny_model_info.json`` (``info`` plus a note), then renamed into place, so a half-built
+    model is never left at ``out_dir``. An existing ``out_dir`` is replaced.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        pipe = build(tmp)
         pipe.save_pretrained(tmp / "pipe", safe_serialization=True)
         (tmp / "pipe" / "tiny_model_info.json").write_text(
-            json.dumps({"kind": kind, "seed": seed, "note": "tiny random model for tests"}, indent=2)
+            json.dumps({**info, "note": "tiny random model for tests"}, indent=2)
         )
         apply_umask(tmp / "pipe")  # safetensors writes 0600
         if out_dir.exists():
@@ -279,6 +297,13 @@ def build_tiny_cogvideox(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def build_tiny_wan(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a tiny Wan2.2-TI2V-5B pipeline (format of ``Wan-AI/Wan2.2-TI2V-5B-Diffusers``; ``utils.tiny_wan``)."""
+    from utils.tiny_wan import write_tiny_wan
+
+    return write_tiny_wan(out_dir, seed=seed)
 
 
 def build_tiny_vggt(out_dir: str | Path, seed: int = 0) -> Path:
@@ -321,6 +346,8 @@ def ensure_tiny_models(
                 build_tiny_vggt(path, seed=seed)
             elif name == "da3":
                 build_tiny_da3(path, seed=seed)
+            elif name == "wan2.2-ti2v":
+                build_tiny_wan(path, seed=seed)
             else:
                 build_tiny_cogvideox(name, path, seed=seed)
         out[name] = path

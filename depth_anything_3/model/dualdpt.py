@@ -23,8 +23,7 @@ from typing import Dict, List, Sequence
 import torch
 from torch import nn
 
-from vggt.heads.dpt_head import interpolate
-from vggt.heads.utils import create_uv_grid, position_grid_to_embed
+from vggt.heads.dpt_head import add_uv_embedding, build_feature_pyramid, interpolate, pyramid_levels
 
 from .fusion import FeatureFusionBlock
 
@@ -87,19 +86,8 @@ class DualDPT(nn.Module):
         self.pos_embed = pos_embed
         self.down_ratio = down_ratio
         self.head_main, self.head_aux = head_names
-        oc = list(out_channels)
-
-        self.norm = nn.LayerNorm(dim_in)
-        self.projects = nn.ModuleList([nn.Conv2d(dim_in, c, 1) for c in oc])
-        self.resize_layers = nn.ModuleList([
-            nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4),
-            nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2),
-            nn.Identity(),
-            nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
-        ])
-        sc = self.scratch = nn.Module()
-        for i, c in enumerate(oc, start=1):
-            setattr(sc, f"layer{i}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
+        build_feature_pyramid(self, dim_in, out_channels, features)
+        sc = self.scratch
         for i in (1, 2, 3, 4):
             setattr(sc, f"refinenet{i}", FeatureFusionBlock(features, has_residual=i != 4))
         sc.output_conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
@@ -119,13 +107,6 @@ class DualDPT(nn.Module):
             nn.Sequential(nn.Conv2d(half, 32, 3, padding=1), Permute((0, 2, 3, 1)), shared_ln,
                           Permute((0, 3, 1, 2)), nn.ReLU(), nn.Conv2d(32, 7, 1))
             for _ in range(aux_pyramid_levels)])
-
-    def _add_uv(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        """``x + 0.1 * UV embedding`` of ``x``'s grid (aspect ratio of the full ``H x W`` image)."""
-        grid = create_uv_grid(x.shape[-1], x.shape[-2], aspect_ratio=W / H, dtype=x.dtype,
-                              device=x.device)
-        emb = position_grid_to_embed(grid, x.shape[1]).to(x.dtype) * 0.1
-        return x + emb.permute(2, 0, 1)[None]
 
     def forward(self, features: List[torch.Tensor], H: int, W: int,
                 frames_chunk_size: int = 8) -> Dict[str, torch.Tensor]:
@@ -150,18 +131,9 @@ class DualDPT(nn.Module):
                 for k in parts[0]}
 
     def _forward_frames(self, feats: List[torch.Tensor], H: int, W: int) -> Dict[str, torch.Tensor]:
-        n = feats[0].shape[0]
         h, w = H // self.patch_size, W // self.patch_size
         sc = self.scratch
-        levels = []
-        for i, x in enumerate(feats):
-            x = self.norm(x).permute(0, 2, 1).reshape(n, -1, h, w)
-            x = self.projects[i](x)
-            if self.pos_embed:
-                x = self._add_uv(x, H, W)
-            levels.append(self.resize_layers[i](x))
-        l1, l2, l3, l4 = (sc.layer1_rn(levels[0]), sc.layer2_rn(levels[1]),
-                          sc.layer3_rn(levels[2]), sc.layer4_rn(levels[3]))
+        l1, l2, l3, l4 = pyramid_levels(self, feats, h, w, H, W, self.pos_embed)
 
         def fuse(suffix: str) -> torch.Tensor:
             out = getattr(sc, f"refinenet4{suffix}")(l4, size=l3.shape[2:])
@@ -173,12 +145,12 @@ class DualDPT(nn.Module):
         main = interpolate(main, (int(h * self.patch_size / self.down_ratio),
                                   int(w * self.patch_size / self.down_ratio)), align_corners=True)
         if self.pos_embed:
-            main = self._add_uv(main, H, W)
+            main = add_uv_embedding(main, H, W)
         main = sc.output_conv2(main).permute(0, 2, 3, 1)
 
         aux = sc.output_conv1_aux[-1](fuse("_aux"))  # only the finest aux level is used
         if self.pos_embed:
-            aux = self._add_uv(aux, H, W)
+            aux = add_uv_embedding(aux, H, W)
         aux = sc.output_conv2_aux[-1](aux).permute(0, 2, 3, 1)
 
         value = _ACTIVATIONS[self.activation](main[..., :-1])

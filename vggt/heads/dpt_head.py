@@ -9,7 +9,7 @@ A sinusoidal UV embedding (x0.1) is added after each projection and after the fi
 Reference: facebookresearch/vggt ``vggt/heads/dpt_head.py`` (inspired by Depth-Anything-V2).
 """
 
-from typing import List, Sequence
+from typing import Iterable, List, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,57 @@ def interpolate(x: torch.Tensor, size, align_corners: bool = True) -> torch.Tens
         return torch.cat([F.interpolate(c, size=size, mode="bilinear", align_corners=align_corners)
                           for c in chunks]).contiguous()
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+
+
+def build_feature_pyramid(head: nn.Module, dim_in: int, out_channels: Sequence[int], features: int) -> None:
+    """Give ``head`` the DPT feature pyramid shared by VGGT's :class:`DPTHead` and DA3's ``DualDPT``.
+
+    Sets ``head.norm`` (LayerNorm over ``dim_in``), ``head.projects`` (1x1 convs to
+    ``out_channels[i]``), ``head.resize_layers`` (ConvT k4 s4, ConvT k2 s2, identity, Conv k3 s2 p1:
+    patch-grid strides x4, x2, x1, x1/2) and ``head.scratch.layer{1..4}_rn`` (3x3 convs to ``features``,
+    no bias), in this order: the parameter names and creation order of both references (so a
+    seeded initialisation is the same). See :func:`pyramid_levels`.
+    """
+    oc = list(out_channels)
+    head.norm = nn.LayerNorm(dim_in)
+    head.projects = nn.ModuleList([nn.Conv2d(dim_in, c, 1) for c in oc])
+    head.resize_layers = nn.ModuleList([
+        nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4),
+        nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2),
+        nn.Identity(),
+        nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
+    ])
+    head.scratch = nn.Module()
+    for i, c in enumerate(oc, start=1):
+        setattr(head.scratch, f"layer{i}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
+
+
+def add_uv_embedding(x: torch.Tensor, H: int, W: int, ratio: float = 0.1) -> torch.Tensor:
+    """``x + ratio *`` the sinusoidal UV embedding of ``x``'s grid ``[N, C, h, w]`` (aspect ratio of the
+    full ``H x W`` image), as both DPT references add it."""
+    grid = create_uv_grid(x.shape[-1], x.shape[-2], aspect_ratio=W / H, dtype=x.dtype, device=x.device)
+    emb = position_grid_to_embed(grid, x.shape[1]).to(x.dtype) * ratio
+    return x + emb.permute(2, 0, 1)[None]
+
+
+def pyramid_levels(head: nn.Module, tokens: Iterable[torch.Tensor], h: int, w: int, H: int, W: int,
+                   pos_embed: bool) -> List[torch.Tensor]:
+    """The 4 pyramid levels of a :func:`build_feature_pyramid` head, ``features`` channels each.
+
+    ``tokens``: 4 tensors ``[N, h*w, dim_in]`` (patch tokens, raster order) -> LayerNorm, 1x1 conv,
+    ``+ UV`` (when ``pos_embed``), resize, ``layer{i}_rn``: ``[N, features, 4h, 4w]``, ``[.., 2h, 2w]``,
+    ``[.., h, w]``, ``[.., h/2, w/2]``.
+    """
+    sc = head.scratch
+    levels = []
+    for i, x in enumerate(tokens):
+        x = head.norm(x).permute(0, 2, 1).reshape(x.shape[0], -1, h, w)
+        x = head.projects[i](x)
+        if pos_embed:
+            x = add_uv_embedding(x, H, W)
+        x = head.resize_layers[i](x)
+        levels.append(getattr(sc, f"layer{i + 1}_rn")(x))
+    return levels
 
 
 class ResidualConvUnit(nn.Module):
@@ -92,19 +143,7 @@ class DPTHead(nn.Module):
         self.conf_activation = conf_activation
         self.pos_embed = pos_embed
         self.intermediate_layer_idx = list(intermediate_layer_idx)
-        oc = list(out_channels)
-
-        self.norm = nn.LayerNorm(dim_in)
-        self.projects = nn.ModuleList([nn.Conv2d(dim_in, c, 1) for c in oc])
-        self.resize_layers = nn.ModuleList([
-            nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4),
-            nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2),
-            nn.Identity(),
-            nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
-        ])
-        self.scratch = nn.Module()
-        for i, c in enumerate(oc, start=1):
-            setattr(self.scratch, f"layer{i}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
+        build_feature_pyramid(self, dim_in, out_channels, features)
         self.scratch.refinenet1 = FeatureFusionBlock(features)
         self.scratch.refinenet2 = FeatureFusionBlock(features)
         self.scratch.refinenet3 = FeatureFusionBlock(features)
@@ -124,32 +163,16 @@ class DPTHead(nn.Module):
                       for s in range(0, S, frames_chunk_size)]
             return torch.cat([c[0] for c in chunks], dim=1), torch.cat([c[1] for c in chunks], dim=1)
 
-    def _add_pos_embed(self, x: torch.Tensor, W: int, H: int, ratio: float = 0.1) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        grid = create_uv_grid(w, h, aspect_ratio=W / H, dtype=x.dtype, device=x.device)
-        emb = position_grid_to_embed(grid, x.shape[1]).to(x.dtype) * ratio
-        return x + emb.permute(2, 0, 1)[None]
-
     def _forward_frames(self, tokens_list, images, patch_start_idx, start, end):
         B, _, _, H, W = images.shape
         S = end - start
         ph, pw = H // self.patch_size, W // self.patch_size
         dtype = self.norm.weight.dtype
 
-        levels = []
-        for level, layer_idx in enumerate(self.intermediate_layer_idx):
-            x = tokens_list[layer_idx][:, start:end, patch_start_idx:].to(dtype)
-            x = self.norm(x.reshape(B * S, ph * pw, x.shape[-1]))
-            x = x.permute(0, 2, 1).reshape(B * S, -1, ph, pw)
-            x = self.projects[level](x)
-            if self.pos_embed:
-                x = self._add_pos_embed(x, W, H)
-            levels.append(self.resize_layers[level](x))
-
+        tokens = (tokens_list[i][:, start:end, patch_start_idx:].to(dtype).reshape(B * S, ph * pw, -1)
+                  for i in self.intermediate_layer_idx)  # one level's copy at a time
         sc = self.scratch
-        l1, l2, l3, l4 = (sc.layer1_rn(levels[0]), sc.layer2_rn(levels[1]),
-                          sc.layer3_rn(levels[2]), sc.layer4_rn(levels[3]))
-        del levels
+        l1, l2, l3, l4 = pyramid_levels(self, tokens, ph, pw, H, W, self.pos_embed)
         out = sc.refinenet4(l4, size=l3.shape[2:])
         out = sc.refinenet3(out, l3, size=l2.shape[2:])
         out = sc.refinenet2(out, l2, size=l1.shape[2:])
@@ -158,7 +181,7 @@ class DPTHead(nn.Module):
 
         out = interpolate(out, (ph * self.patch_size, pw * self.patch_size))
         if self.pos_embed:
-            out = self._add_pos_embed(out, W, H)
+            out = add_uv_embedding(out, H, W)
         out = sc.output_conv2(out)
         values, conf = activate_head(out, self.activation, self.conf_activation)
         return values.reshape(B, S, *values.shape[1:]), conf.reshape(B, S, *conf.shape[1:])

@@ -1,10 +1,10 @@
 """The geometry backbones of the scorer, the evaluation and the test-time verifier: one builder.
 
-``GEOMETRY_MODELS``: ``"vggt"`` (VGGT-1B, :class:`pipelines.process_video.VGGTPredictor`; camera
+``GEOMETRY_MODELS``: ``"vggt"`` (VGGT-1B, :class:`scoring.vggt_predictor.VGGTPredictor`; camera
 head + depth head + point head, the backbone of the released training rewards) and ``"da3"``
-(Depth Anything 3, :class:`pipelines.da3_predictor.DA3Predictor`; depth head + camera decoder, the
+(Depth Anything 3, :class:`scoring.da3_predictor.DA3Predictor`; depth head + camera decoder, the
 backbone of the released benchmark scores, ``replicate_scorer.py``). Both return a
-:class:`pipelines.process_video.GeometryPrediction` with the same conventions (camera-from-world
+:class:`scoring.geometry.GeometryPrediction` with the same conventions (camera-from-world
 OpenCV extrinsics, intrinsics in pixels of the input), so every consumer takes either.
 
 Per backbone: the default weights (hub id) and the square frame side it is run at: 518 px for
@@ -57,9 +57,9 @@ def build_geometry_predictor(
     weights = str(weights) if weights is not None else DEFAULT_WEIGHTS[model]
     device = torch.device(device) if device is not None else None
     if model == "vggt":
-        from pipelines.process_video import VGGTPredictor
+        from scoring.vggt_predictor import VGGTPredictor
 
         return VGGTPredictor(weights, device=device, config=config, drop_point_head=not point_map)
-    from pipelines.da3_predictor import DA3Predictor
+    from scoring.da3_predictor import DA3Predictor
 
     return DA3Predictor(weights, device=device, config=config)

@@ -4,7 +4,7 @@ DA3 (``depth_anything_3``) predicts per frame a z-depth map with confidence and 
 ``extrinsics`` output is already camera-from-world (OpenCV axes, world = the reference view's
 camera frame; DA3's pose encoding itself is camera-to-world, the net inverts it), and its
 ``intrinsics`` are in pixels of the input with the centre of pixel (0, 0) at (0, 0), the
-:class:`pipelines.process_video.GeometryPrediction` conventions. DA3 has no point head: its point
+:class:`scoring.geometry.GeometryPrediction` conventions. DA3 has no point head: its point
 map ``world_points`` is the depth unprojected with its own cameras (VideoGPA's
 ``world_points_from_depth`` for DA3), so ``points_source="point_head"`` (the released reward) and
 ``"depth"`` give the same cloud with DA3. Frames are ImageNet-normalised
@@ -26,12 +26,12 @@ import torch
 from depth_anything_3 import load_da3, normalize_images
 from vggt.utils.geometry import unproject_depth_map_to_point_map
 
-from .process_video import GeometryPrediction, _default_device
+from .geometry import GeometryPrediction, ModelPredictor
 
 __all__ = ["DA3Predictor"]
 
 
-class DA3Predictor:
+class DA3Predictor(ModelPredictor):
     """Geometry from DA3: depth head + camera decoder.
 
     Args:
@@ -50,37 +50,19 @@ class DA3Predictor:
     ``[T, H, W, 3]`` (depth unprojected). Raises ValueError otherwise.
     """
 
+    name = "DA3"
     has_point_map = True
 
     def __init__(self, model: Any = "depth-anything/DA3-LARGE", device: str | torch.device | None = None,
                  dtype: torch.dtype | None = None, config: Mapping | str | os.PathLike | None = None,
                  autocast: bool | None = None, ref_view_strategy: str = "saddle_balanced"):
-        self.device = torch.device(device) if device is not None else _default_device()
-        self.dtype = dtype or torch.float32
-        if isinstance(model, torch.nn.Module):
-            self.model = model.to(self.device).eval()
-            self.source = type(model).__name__
-        else:
-            self.source = str(model)
-            self.model = load_da3(str(model), device=self.device, dtype=self.dtype, config=config)
-        self.model.requires_grad_(False)
+        super().__init__(model, load_da3, device=device, dtype=dtype, config=config, autocast=autocast)
         self.ref_view_strategy = ref_view_strategy
-        self.autocast_dtype: torch.dtype | None = None
-        if (autocast is None or autocast) and self.device.type == "cuda":
-            major = torch.cuda.get_device_capability(self.device)[0]
-            self.autocast_dtype = torch.bfloat16 if major >= 8 else torch.float16
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> GeometryPrediction:
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be [T, 3, H, W], got {tuple(images.shape)}")
-        t, _, h, w = images.shape
-        if h % 14 or w % 14:
-            raise ValueError(f"DA3 needs H and W to be multiples of 14, got {h}x{w}")
-        x = normalize_images(images.to(self.device, torch.float32))[None]
-        if self.dtype != torch.float32 and self.autocast_dtype is None:
-            x = x.to(self.dtype)
-        out = self.model(x, ref_view_strategy=self.ref_view_strategy,
+        x, (t, h, w) = self._model_input(images, normalize_images)
+        out = self.model(x[None], ref_view_strategy=self.ref_view_strategy,
                          autocast_dtype=self.autocast_dtype)
         depth = out["depth"][0].float()
         extrinsic, intrinsic = out["extrinsics"][0].float(), out["intrinsics"][0].float()
