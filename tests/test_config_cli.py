@@ -15,7 +15,7 @@ from utils.config_cli import config_from_args
 from utils.scripts import load_script, model_script
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = ("CogVideoX-5B_lora", "CogVideoX-I2V-5B_lora", "CogVideoX1.5-5B_lora")
+MODELS = ("CogVideoX-5B_lora", "CogVideoX-I2V-5B_lora", "CogVideoX1.5-5B_lora", "Wan2.2-TI2V-5B_lora")
 
 
 @pytest.mark.parametrize(

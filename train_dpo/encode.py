@@ -40,6 +40,9 @@ the torchrun/srun variables) encodes a contiguous block of the groups into
 ``<output>.shard<i>of<K>.json`` (with the run settings under ``"encode_shard"``); ``--merge`` joins
 the shards into the output after checking that every shard is there, all were encoded with the same
 settings and together they are the input's groups (else exit 2).
+
+The model-specific steps sit behind an encoder object (:class:`CogVideoXEncoder` here; Wan2.2:
+``train_dpo.encode_wan.WanEncoder``); the JSON, file and resume logic above is shared.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ __all__ = [
     "encode_prompt_embeds",
     "prepare_image_latents",
     "encode_group_condition",
+    "CogVideoXEncoder",
     "save_tensors",
     "tensors_file_ok",
     "encode_dataset",
@@ -321,6 +325,43 @@ def encode_group_condition(
     return out
 
 
+class CogVideoXEncoder:
+    """What :func:`encode_dataset` calls per group and per video, for a CogVideoX pipeline.
+
+    Another family plugs in an object with the same members (``train_dpo.encode_wan.WanEncoder``):
+    ``image_mode`` (``"required"``: every group needs ``image_path``; ``"optional"``: used when
+    present; ``"none"``: ignored), ``meta`` (stored in every file), ``encode_condition(prompt,
+    image_path_or_None) -> dict`` and ``encode_video(frames uint8 [T, H, W, 3], key) -> tensor``.
+    """
+
+    def __init__(self, pipe, cfg: EncodeConfig):
+        self.pipe, self.cfg = pipe, cfg
+        self.image_mode = "required" if is_i2v_pipeline(pipe) else "none"
+        self.meta = {
+            "scaling_factor": pipe.vae.config.scaling_factor,
+            "vae_tiling": bool(getattr(pipe.vae, "use_tiling", False)),
+        }
+
+    @classmethod
+    def from_config(cls, cfg: EncodeConfig, pipe=None) -> "CogVideoXEncoder":
+        """Bind to ``pipe``, or load ``cfg.base_model`` (:func:`load_encode_pipeline`) when None."""
+        if pipe is None:
+            dev, dt = _resolve_device_dtype(cfg.device, cfg.dtype)
+            pipe = load_encode_pipeline(cfg.base_model, dev, dt, cfg.vae_slicing, cfg.vae_tiling)
+        return cls(pipe, cfg)
+
+    def encode_condition(self, prompt: str, image) -> dict[str, torch.Tensor]:
+        """:func:`encode_group_condition` at the run's frames, size, seed and sequence length."""
+        c = self.cfg
+        return encode_group_condition(self.pipe, prompt, image, c.num_frames, c.height, c.width,
+                                      seed=c.seed, max_sequence_length=c.max_sequence_length)
+
+    def encode_video(self, frames, key: str) -> torch.Tensor:
+        """:func:`encode_video_latents` of ``frames``; posterior sample seeded from the seed and ``key``."""
+        gen = torch.Generator(device=self.pipe.vae.device).manual_seed(_video_seed(self.cfg.seed, key))
+        return encode_video_latents(self.pipe.vae, video_frames_to_tensor(frames), gen)
+
+
 def save_tensors(
     path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None
 ) -> None:
@@ -385,12 +426,14 @@ def _merge_previous(groups: list[dict], previous: dict | None) -> None:
                 v["encode_error"] = True
 
 
-def encode_dataset(cfg: EncodeConfig, pipe=None) -> dict[str, Any]:
+def encode_dataset(cfg: EncodeConfig, pipe=None, encoder_factory=None) -> dict[str, Any]:
     """Encode every group/video of ``cfg.input_json``; write ``cfg.output_json`` after each group.
 
     Args:
         cfg: see :class:`EncodeConfig`.
         pipe: an already loaded pipeline (tests); default loads ``cfg.base_model``.
+        encoder_factory: ``(cfg, pipe) -> encoder`` (see :class:`CogVideoXEncoder`, the default);
+            called after the input JSON has been read.
 
     Returns:
         Stats: ``groups``, ``videos_encoded``, ``videos_skipped_existing``,
@@ -428,17 +471,13 @@ def encode_dataset(cfg: EncodeConfig, pipe=None) -> dict[str, Any]:
             _merge_previous(data["groups"], read_json(out_json))
         except Exception as e:  # noqa: BLE001
             logger.warning("ignoring unreadable previous output %s: %s", out_json, e)
-    if pipe is None:
-        dev, dt = _resolve_device_dtype(cfg.device, cfg.dtype)
-        pipe = load_encode_pipeline(cfg.base_model, dev, dt, cfg.vae_slicing, cfg.vae_tiling)
-    i2v = is_i2v_pipeline(pipe)
+    encoder = (encoder_factory or CogVideoXEncoder.from_config)(cfg, pipe)
     meta = {
         "base_model": cfg.base_model,
         "num_frames": cfg.num_frames,
         "height": cfg.height,
         "width": cfg.width,
-        "scaling_factor": pipe.vae.config.scaling_factor,
-        "vae_tiling": bool(getattr(pipe.vae, "use_tiling", False)),
+        **encoder.meta,
         "format": "videogpa-latents-v1",
     }
     same = {k: meta[k] for k in ("num_frames", "height", "width")}  # existing files must match these
@@ -451,23 +490,16 @@ def encode_dataset(cfg: EncodeConfig, pipe=None) -> dict[str, Any]:
         gdir = latent_dir / slugify(gid, max_len=80)
         # ---- condition (prompt embeddings [+ image latents]) once per group
         cond_file = gdir / "condition.safetensors"
-        cond_keys = ("prompt_embeds", "image_latents") if i2v else ("prompt_embeds",)
+        if encoder.image_mode == "required" and not group.get("image_path"):
+            raise ValueError(f"group {gid}: an I2V model needs 'image_path'")
+        image = None
+        if encoder.image_mode != "none" and group.get("image_path"):
+            image = base / group["image_path"]  # an absolute image_path stays absolute
+        cond_keys = ("prompt_embeds", "image_latents") if image is not None else ("prompt_embeds",)
         if not cfg.overwrite and tensors_file_ok(cond_file, cond_keys, same):
             stats["conditions_skipped_existing"] += 1
         else:
-            image = None
-            if i2v:
-                if not group.get("image_path"):
-                    raise ValueError(f"group {gid}: an I2V model needs 'image_path'")
-                image = (
-                    base / group["image_path"]
-                    if not Path(group["image_path"]).is_absolute()
-                    else Path(group["image_path"])
-                )
-            cond = encode_group_condition(
-                pipe, str(group.get("prompt", "")), image, cfg.num_frames, cfg.height, cfg.width,
-                seed=cfg.seed, max_sequence_length=cfg.max_sequence_length,
-            )  # fmt: skip
+            cond = encoder.encode_condition(str(group.get("prompt", "")), image)
             save_tensors(cond_file, cond, dict(meta, group_id=gid, prompt=str(group.get("prompt", ""))))
             stats["conditions_encoded"] += 1
         group["condition_path"] = _rel(cond_file, base)
@@ -493,8 +525,7 @@ def encode_dataset(cfg: EncodeConfig, pipe=None) -> dict[str, Any]:
             src = Path(vpath) if Path(vpath).is_absolute() else base / vpath
             try:
                 frames = load_frames(src, cfg.num_frames, cfg.height, cfg.width)
-                gen = torch.Generator(device=pipe.vae.device).manual_seed(_video_seed(cfg.seed, str(vpath)))
-                lat = encode_video_latents(pipe.vae, video_frames_to_tensor(frames), gen)
+                lat = encoder.encode_video(frames, str(vpath))
             except (VideoReadError, ValueError, RuntimeError) as e:
                 logger.warning("group %s video %s: %s", gid, vpath, e)
                 video["error"], video["encode_error"] = f"encode: {e}", True
@@ -567,8 +598,11 @@ def build_encode_argparser(constants: dict[str, Any] | None = None, description:
     return p
 
 
-def run_encode_cli(argv=None, constants: dict[str, Any] | None = None, description: str | None = None) -> int:
-    """Parse ``argv`` over ``constants``, run :func:`encode_dataset`; returns an exit code.
+def run_encode_cli(
+    argv=None, constants: dict[str, Any] | None = None, description: str | None = None, encoder_factory=None
+) -> int:
+    """Parse ``argv`` over ``constants``, run :func:`encode_dataset` (with ``encoder_factory``, see
+    there); returns an exit code.
 
     0: done; 2: bad input (missing/malformed JSON, bad or inconsistent shard arguments or launcher
     variables, a missing or inconsistent shard at ``--merge``). argparse errors (missing or unknown
@@ -591,7 +625,7 @@ def run_encode_cli(argv=None, constants: dict[str, Any] | None = None, descripti
 
             print(f"merged: {merge_encoded_shards(cfg)}")
             return 0
-        encode_dataset(cfg)
+        encode_dataset(cfg, encoder_factory=encoder_factory)
     except (JSONInputError, ValueError, FileNotFoundError) as e:
         logger.error("%s", e)
         return 2

@@ -16,15 +16,16 @@ from diffusers.configuration_utils import ConfigMixin
 
 from train_dpo.families.base import ModelFamily
 from train_dpo.families.cogvideox import CogVideoXFamily
+from train_dpo.families.wan import WanFamily
 from utils.hub import check_hub_model
 from utils.model_facts import config_value
 
-__all__ = ["ModelFamily", "CogVideoXFamily", "FAMILY_BY_TRANSFORMER", "family_for", "transformer_config"]
+__all__ = ["ModelFamily", "CogVideoXFamily", "WanFamily", "FAMILY_BY_TRANSFORMER", "family_for", "transformer_config"]
 
 #: transformer ``_class_name`` -> family
 FAMILY_BY_TRANSFORMER: dict[str, type[ModelFamily]] = {
     "CogVideoXTransformer3DModel": CogVideoXFamily,
-    # ---- Wan2.2 (train_dpo/families/wan.py): "WanTransformer3DModel": WanFamily, goes here ----
+    "WanTransformer3DModel": WanFamily,
 }
 
 
