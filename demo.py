@@ -12,12 +12,12 @@ Stages (each one is the per-model script of its step, called with the arguments 
 1. tiny checkpoints (``utils/tiny_models.py``; tiny preset only, built once under ``checkpoints/tiny``)
 2. prompts: DL3DV captions -> T2V prompts, first frames -> I2V / TI2V prompts (``data_prep/``)
 3. candidates: ``train_dpo/<model>/01_generate.py``, NUM_SEEDS videos per prompt
-4. geometry scores: ``train_dpo/video_scorer.py`` (VGGT -> point cloud -> reprojection -> MSE + LPIPS)
-5. latents: ``train_dpo/<model>/02_encode.py`` (VAE latents + prompt/image conditioning)
-6. Diffusion-DPO LoRA training: ``train_dpo/<model>/03_train.py`` (winner/loser pairs per prompt)
+4. geometry scores: ``train_dpo/<model>/02_score.py`` (``train_dpo/video_scorer.py``: VGGT -> point cloud ->
+   reprojection -> MSE + LPIPS)
+5. latents: ``train_dpo/<model>/03_encode.py`` (VAE latents + prompt/image conditioning)
+6. Diffusion-DPO LoRA training: ``train_dpo/<model>/04_train.py`` (winner/loser pairs per prompt)
 7. inference with the trained adapter: ``generate/{t2v,i2v}_inference.py`` (and the base model, same seed)
-   (TI2V, Wan2.2-TI2V-5B with a first frame: ``i2v_inference.py``; the Wan folder has its own
-   ``02_score.py`` / ``03_encode.py`` / ``04_train.py``, see :func:`step_script`)
+   (TI2V: Wan2.2-TI2V-5B with a first frame, ``i2v_inference.py``)
 8. ``report.md`` / ``report.json`` + PNG figures in the run folder
 
 The tiny preset runs on random tiny models (``utils/tiny_models.py``), random LPIPS weights and a
@@ -135,23 +135,6 @@ PRESETS = {
 }
 
 
-def step_script(model_dir: str, step: str) -> Path:
-    """The per-model script of pipeline step ``step`` (``"score"``, ``"encode"``, ``"train"``):
-    ``train_dpo/<model_dir>/NN_<step>.py`` whatever its number (``02_encode.py`` in the CogVideoX
-    folders, ``03_encode.py`` in the Wan folder, numbered by pipeline step). A folder without a
-    ``NN_score.py`` scores with the shared ``train_dpo/video_scorer.py`` (same options).
-
-    Raises:
-        FileNotFoundError: no such script (``score`` excepted), or several.
-    """
-    found = sorted((REPO_ROOT / "train_dpo" / model_dir).glob(f"[0-9][0-9]_{step}.py"))
-    if len(found) == 1:
-        return found[0]
-    if not found and step == "score":
-        return REPO_ROOT / "train_dpo" / "video_scorer.py"
-    raise FileNotFoundError(f"train_dpo/{model_dir}: expected one NN_{step}.py, found {[p.name for p in found]}")
-
-
 class StageError(RuntimeError):
     """A stage's script exited non-zero; the message names the stage and its arguments."""
 
@@ -242,17 +225,17 @@ def run_loop(loop: Loop, prompts_json: Path, run_dir: Path, args, stages: Stages
     stages.run(f"{m}: generate candidates", model_script(loop.model_dir, "01_generate"),
                ["--base_model", loop.base_model, "--prompts_json", str(prompts_json), "--output_dir", str(cand),
                 "--num_seeds", str(args.num_seeds)] + loop.extra_generate)
-    stages.run(f"{m}: geometry scores", step_script(loop.model_dir, "score"),
+    stages.run(f"{m}: geometry scores", model_script(loop.model_dir, "02_score"),
                ["--input_json", str(groups), "--output_json", str(scored), "--base_path", str(cand)]
                + loop.extra_score)
-    stages.run(f"{m}: encode latents", step_script(loop.model_dir, "encode"),
+    stages.run(f"{m}: encode latents", model_script(loop.model_dir, "03_encode"),
                ["--base_model", loop.base_model, "--input_json", str(scored), "--output_json", str(encoded),
                 "--base_path", str(cand)] + loop.extra_encode)
     done = finished_training_steps(dpo)
     if done is not None and done > args.steps:
         logger.warning("%s already holds a training of %d steps (> --steps %d); kept. Use another --run_dir "
                        "to train fewer steps.", dpo, done, args.steps)
-    stages.run(f"{m}: DPO training", step_script(loop.model_dir, "train"),
+    stages.run(f"{m}: DPO training", model_script(loop.model_dir, "04_train"),
                ["--base_model", loop.base_model, "--train_json", str(encoded), "--base_path", str(cand),
                 "--output_dir", str(dpo), "--max_steps", str(args.steps), "--resume", "auto"] + loop.extra_train,
                skip_reason=f"finished training of {done} steps in {dpo}" if done is not None and done >= args.steps

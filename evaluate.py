@@ -45,7 +45,7 @@ SEEDS = None  # released: [456]
 LORA_WEIGHTS = None  # LoRA scales (multipliers of the trained alpha/r) of every adapter arm, e.g. [0.2, 0.5, 1.0];
 # None: the preset's ([1.0]; cogvideox1.5-5b: [0.1] = the released inference's absolute scaling 0.2)
 # adapter arms: name -> adapter folder; None = skipped (unless the preset gives one); --arm NAME=PATH overrides
-# (sft: 03_train.py --objective sft; dpo_epipolar: --metric_name epipolar; README "Ablation arms")
+# (sft: 04_train.py --objective sft; dpo_epipolar: --metric_name epipolar; README "Ablation arms")
 ARMS = {"dpo": None, "sft": None, "dpo_epipolar": None}
 NUM_INFERENCE_STEPS = None  # released: 50
 GUIDANCE_SCALE = None  # released: 6.0

@@ -11,10 +11,11 @@ models (``utils/tiny_models.py``), through the real per-model scripts (``utils.s
    ``closed_loop_steps.generate_with_own_seeds``), ``NUM_TRAIN_SEEDS`` per training prompt, every
    prompt with seeds of its own (the tiny model barely listens to the prompt: shared seeds would
    make every pair the same two noise draws);
-3. ``train_dpo/video_scorer.py`` (tiny VGGT, random LPIPS) writes ``consistency_score``; a metric
-   pass (``closed_loop_steps.add_brightness``) adds ``mean_brightness`` to the same groups JSON;
-4. ``train_dpo/CogVideoX-5B_lora/02_encode.py``: latents + prompt embeddings (once, shared by the arms);
-5. per arm, ``train_dpo/CogVideoX-5B_lora/03_train.py`` (fresh output folder, no ``--resume``) with
+3. ``train_dpo/CogVideoX-5B_lora/02_score.py`` (the scorer ``train_dpo/video_scorer.py``; tiny
+   VGGT, random LPIPS) writes ``consistency_score``; a metric pass
+   (``closed_loop_steps.add_brightness``) adds ``mean_brightness`` to the same groups JSON;
+4. ``train_dpo/CogVideoX-5B_lora/03_encode.py``: latents + prompt embeddings (once, shared by the arms);
+5. per arm, ``train_dpo/CogVideoX-5B_lora/04_train.py`` (fresh output folder, no ``--resume``) with
    the arm's ``--metric_name/--metric_mode``;
 6. held-out prompts x ``NUM_HELDOUT_SEEDS`` unseen seeds of their own (from ``HELDOUT_SEED_START``):
    the base model and each arm's ``final_lora`` (loaded by ``generate.pipeline.load_pipeline``, as
@@ -38,7 +39,7 @@ both sanity arms pass; over seeds the loop does not reliably move the metric. Th
 the latents: the tiny VAE has random weights, so its encoder is no inverse of its decoder -- the
 brightness of ``decode(encode(video))`` does not follow the video's (Pearson r -0.19 on the training
 videos) -- and its posterior std (1.03) exceeds the spread of its posterior mean (0.33), so the
-latents ``02_encode.py`` stores, which DPO learns from, do not carry brightness in the coordinates
+latents ``03_encode.py`` stores, which DPO learns from, do not carry brightness in the coordinates
 the generator decodes. The run prints this round-trip diagnostic (``closed_loop_steps.vae_round_trip``);
 the end-to-end claim needs a tiny VAE that round-trips (a trained one). The held-out statistics
 measure one adapter against the base model; whether the *method* moves the metric needs several
@@ -115,20 +116,20 @@ MAX_STEPS = 150
 WARMUP_STEPS = 0
 BATCH_SIZE = 4
 BETA = 1.0
-DPO_SEEDS = [42]             # 03_train.py --seed (noise, timesteps, pair order); several: robustness
+DPO_SEEDS = [42]             # 04_train.py --seed (noise, timesteps, pair order); several: robustness
 END_FRACTION = 0.2           # "end of training" = mean over the last 20 % of logged steps
 ROUND_TRIP_VIDEOS = 32       # videos decoded for the VAE round-trip diagnostic
 ALPHA = 0.01                 # significance level of the pass/fail criterion
 
-# arm: (metric key in the groups JSON, METRIC_MODE of 03_train.py)
+# arm: (metric key in the groups JSON, METRIC_MODE of 04_train.py)
 ARMS = {
     "sanity": ("mean_brightness", "min"),
     "sanity-reversed": ("mean_brightness", "max"),
     "consistency": ("consistency_score", "min"),
 }
-ENCODE = model_script("CogVideoX-5B_lora", "02_encode")
-TRAIN = model_script("CogVideoX-5B_lora", "03_train")
-SCORER = ROOT / "train_dpo" / "video_scorer.py"
+SCORER = model_script("CogVideoX-5B_lora", "02_score")
+ENCODE = model_script("CogVideoX-5B_lora", "03_encode")
+TRAIN = model_script("CogVideoX-5B_lora", "04_train")
 
 
 class CpuStages(Stages):
@@ -155,7 +156,7 @@ def cpu_seconds() -> float:
 
 
 def train_args(args) -> list[str]:
-    """The settings of ``03_train.py`` shared by every arm (relaxed tiny pair rules of the demo)."""
+    """The settings of ``04_train.py`` shared by every arm (relaxed tiny pair rules of the demo)."""
     return [
         "--lora_rank", str(args.lora_rank), "--lora_alpha", str(args.lora_alpha),
         "--learning_rate", str(args.learning_rate), "--max_steps", str(args.max_steps),
@@ -325,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=BATCH_SIZE)
     p.add_argument("--beta", type=float, default=BETA)
     p.add_argument("--dpo_seeds", type=int, nargs="+", default=DPO_SEEDS,
-                   help="train every arm once per seed (03_train.py --seed): is the direction robust?")
+                   help="train every arm once per seed (04_train.py --seed): is the direction robust?")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's, one per core); 1 is fairer on a busy machine")
     p.add_argument("--tiny_root", default=str(ROOT / "checkpoints" / "tiny"))

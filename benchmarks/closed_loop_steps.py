@@ -105,7 +105,7 @@ def add_brightness(json_in: Path, json_out: Path, base_path: Path) -> int:
 def vae_round_trip(base_model: str, encoded_json: Path, base_path: Path, n: int) -> dict:
     """How much of a video's brightness survives the VAE round trip the loop depends on.
 
-    DPO learns from ``02_encode.py``'s latents ``E(video)`` (a posterior sample), while new videos
+    DPO learns from ``03_encode.py``'s latents ``E(video)`` (a posterior sample), while new videos
     are ``D(z)``; the loop can only move a video metric when ``D(E(video))`` keeps it. For the first
     ``n`` encoded videos: Pearson r between the brightness of the video and of ``D(stored latents)``,
     and the VAE posterior's spread (std over videos of the posterior mean vs its mean std, in latent

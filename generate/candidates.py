@@ -44,7 +44,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -62,6 +62,7 @@ from generate.pipeline import (  # noqa: E402
     save_video,
 )
 from generate.prompts import PromptEntry, load_prompt_entries  # noqa: E402
+from utils.config_cli import Arg, build_config_parser, config_from_args  # noqa: E402
 from utils.io_utils import JSONInputError, atomic_write_json, read_json, slugify  # noqa: E402
 from utils.jobs import find_shards, merge_shard_files, shard_path, shard_range  # noqa: E402
 from utils.launcher import SHARD_HELP, LaunchInfo  # noqa: E402
@@ -409,53 +410,63 @@ def merge_shards(shard_jsons: Sequence[str | os.PathLike], out_path: str | os.Pa
 # ------------------------------------------------------------------------------------------------
 
 
-def build_arg_parser(defaults: Mapping[str, Any], description: str | None = None) -> argparse.ArgumentParser:
-    """Parser of ``01_generate.py`` / ``python -m generate.candidates generate``.
+CANDIDATE_ARGS: dict[str, dict[str, str | Arg]] = {
+    "model and prompts": {
+        "base_model": "diffusers folder or hub id",
+        "kind": Arg("text-to-video or image-to-video", choices=("t2v", "i2v")),
+        "prompts_json": "prompts or captions JSON",
+        "output_dir": "output root of <group_id>/seed_<seed>.mp4",
+        "groups_json": "groups JSON (none: <output_dir>/groups.json)",
+        "num_prompts": "only the first N prompt entries (none: all)",
+    },
+    "sampling": {
+        "num_seeds": "videos per prompt",
+        "seed_start": "seeds seed_start .. seed_start + num_seeds - 1",
+        "num_frames": "frames per video (none: the checkpoint's)",
+        "height": "height in pixels (none: the checkpoint's)",
+        "width": "width in pixels (none: the checkpoint's)",
+        "num_inference_steps": "sampler steps",
+        "guidance_scale": "classifier-free guidance scale",
+        "fps": "frame rate of the written mp4",
+        "lora_path": "generate with a LoRA adapter (e.g. for a 2nd round)",
+        "lora_scale": "multiplier of the LoRA delta",
+    },
+    "hardware and sharding": {
+        "num_shards": f"split the prompts into K shards ({SHARD_HELP})",
+        "shard_index": "which shard this process generates",
+        "gpu_id": "CUDA device index (none: $LOCAL_RANK, else 0)",
+        "offload": Arg("CPU offloading of the pipeline", choices=tuple(OFFLOAD_MODES)),
+    },
+}
+
+
+def build_arg_parser(
+    constants: Mapping[str, Any] | None = None, description: str | None = None
+) -> argparse.ArgumentParser:
+    """Parser of ``01_generate.py`` / ``python -m generate.candidates generate``: every
+    :class:`CandidateConfig` field plus ``--merge``.
 
     Args:
-        defaults: ``base_model, prompts_json, output_dir, kind, num_seeds, seed_start, num_frames,
-            height, width, num_inference_steps, guidance_scale, fps`` (missing keys: CandidateConfig's defaults).
-    Inconsistent launcher variables (the shard defaults come from them) do not raise here: the
-    parsed namespace carries ``launch_error`` and :func:`run_from_args` reports it (exit code 2).
+        constants: a per-model script's settings (``{"BASE_MODEL": ..., "KIND": "i2v"}``, any case).
+    The shard defaults come from the launcher environment (:mod:`utils.launcher`); inconsistent
+    launcher variables do not raise here: the parsed namespace carries ``launch_error`` and
+    :func:`run_from_args` reports it (exit code 2).
+
+    Raises:
+        SystemExit(2): a constant names no setting (message names it and the nearest one).
     """
-    d = {f: v for f, v in asdict(CandidateConfig("", "", "")).items() if f != "seeds"}
-    d.update({k: v for k, v in defaults.items() if v is not None or k in ("num_frames", "height", "width")})
-    p = argparse.ArgumentParser(
-        description=description or "Generate DPO candidate videos (several seeds per prompt).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--base_model", default=d["base_model"] or None, required=not d["base_model"],
-                   help="diffusers folder or hub id")
-    p.add_argument("--kind", choices=("t2v", "i2v"), default=d["kind"])
-    p.add_argument("--prompts_json", default=d["prompts_json"] or None, required=not d["prompts_json"],
-                   help="prompts or captions JSON")
-    p.add_argument("--output_dir", default=d["output_dir"] or None, required=not d["output_dir"],
-                   help="output root")
-    p.add_argument("--groups_json", default=None, help="groups JSON (default: <output_dir>/groups.json)")
-    p.add_argument("--num_seeds", type=int, default=d["num_seeds"])
-    p.add_argument("--seed_start", type=int, default=d["seed_start"])
-    p.add_argument("--num_prompts", type=int, default=d.get("num_prompts"), help="only the first N prompts")
-    p.add_argument("--num_frames", type=int, default=d["num_frames"], help="default: the checkpoint's")
-    p.add_argument("--height", type=int, default=d["height"], help="default: the checkpoint's")
-    p.add_argument("--width", type=int, default=d["width"], help="default: the checkpoint's")
-    p.add_argument("--num_inference_steps", type=int, default=d["num_inference_steps"])
-    p.add_argument("--guidance_scale", type=float, default=d["guidance_scale"])
-    p.add_argument("--fps", type=float, default=d["fps"])
     try:
         launch, launch_error = launcher_info(), None
     except GenerationConfigError as e:  # e.g. RANK=4 with WORLD_SIZE=4: reported by run_from_args
         launch, launch_error = LaunchInfo(), str(e)
+    p = build_config_parser(
+        CandidateConfig, CANDIDATE_ARGS, constants=constants,
+        defaults={"num_shards": launch.num_shards, "shard_index": launch.shard_index},
+        description=description or "Generate DPO candidate videos (several seeds per prompt).",
+    )  # fmt: skip
     p.set_defaults(launch_error=launch_error)
-    p.add_argument("--num_shards", type=int, default=launch.num_shards,
-                   help=f"split the prompts into K shards ({SHARD_HELP})")
-    p.add_argument("--shard_index", type=int, default=launch.shard_index,
-                   help="which shard this process generates")
-    p.add_argument("--gpu_id", type=int, default=None, help="CUDA device index (default: $LOCAL_RANK, else 0)")
-    p.add_argument("--offload", choices=OFFLOAD_MODES, default="none")
-    p.add_argument("--lora_path", default=None, help="generate with a LoRA adapter (e.g. for a 2nd round)")
-    p.add_argument("--lora_scale", type=float, default=1.0)
     p.add_argument("--merge", action="store_true",
-                   help="do not generate: merge the shard JSONs of --groups_json into it")
+                   help="do not generate: merge the shard JSONs of --groups_json into it")  # fmt: skip
     return p
 
 
@@ -481,23 +492,15 @@ def run_from_args(args: argparse.Namespace) -> int:
             merge_shards(shards, groups_json)
             print(f"merged {len(shards)} shard(s) -> {groups_json}")
             return 0
-        cfg = CandidateConfig(
-            base_model=args.base_model, prompts_json=args.prompts_json, output_dir=args.output_dir,
-            kind=args.kind, num_seeds=args.num_seeds, seed_start=args.seed_start,
-            num_frames=args.num_frames, height=args.height, width=args.width,
-            num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-            fps=args.fps, num_prompts=args.num_prompts, groups_json=args.groups_json,
-            num_shards=args.num_shards, shard_index=args.shard_index, gpu_id=args.gpu_id,
-            offload=args.offload, lora_path=args.lora_path, lora_scale=args.lora_scale,
-        )
-        doc = generate_candidates(cfg)
+        cfg = config_from_args(CandidateConfig, args)
+        generate_candidates(cfg)
     except (GenerationConfigError, LoraAdapterError, JSONInputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
 
 
-def main(argv: Sequence[str] | None = None, defaults: Mapping[str, Any] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, constants: Mapping[str, Any] | None = None) -> int:
     """``python -m generate.candidates {generate,merge} ...``; returns the exit code.
 
     ``generate`` takes the flags of :func:`build_arg_parser`; ``merge`` takes shard files (or
@@ -526,7 +529,7 @@ def main(argv: Sequence[str] | None = None, defaults: Mapping[str, Any] | None =
         return 0
     if argv[:1] == ["generate"]:
         argv = argv[1:]
-    return run_from_args(build_arg_parser(defaults or {}).parse_args(argv))
+    return run_from_args(build_arg_parser(constants).parse_args(argv))
 
 
 if __name__ == "__main__":

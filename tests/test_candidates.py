@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import generate.candidates as cand
-from generate.candidates import CandidateConfig, generate_candidates, group_id_for, merge_shards
+from generate.candidates import CandidateConfig, build_arg_parser, generate_candidates, group_id_for, merge_shards
 from utils.jobs import find_shards, shard_path, shard_range
 from utils.io_utils import JSONInputError
-from utils.scripts import load_script, model_script
+from utils.scripts import load_script, model_script, script_constants
 from utils.video_utils import get_video_info
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,7 +107,8 @@ def test_resume_after_interruption_nothing_lost_or_duplicated(tiny_models, tmp_p
 
 def test_shards_and_merge_via_script(tiny_models, tmp_path, capsys):
     mod = _script("CogVideoX-5B_lora")
-    assert mod.BASE_MODEL == "THUDM/CogVideoX-5b" and mod.NUM_FRAMES is None
+    assert mod.BASE_MODEL == "THUDM/CogVideoX-5b"
+    assert build_arg_parser(script_constants(vars(mod))).parse_args([]).num_frames is None  # the checkpoint's
     out = tmp_path / "out"
     common = ["--base_model", str(tiny_models["cogvideox-t2v"]), "--prompts_json",
               str(_captions(tmp_path, n=3)), "--output_dir", str(out), "--num_seeds", "1", *FAST]

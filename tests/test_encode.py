@@ -1,4 +1,4 @@
-"""Latent encoding (train_dpo/encode.py and the 02_encode.py scripts) on tiny models and a real video."""
+"""Latent encoding (train_dpo/encode.py and the 03_encode.py scripts) on tiny models and a real video."""
 
 import json
 import runpy
@@ -111,7 +111,7 @@ def test_encode_t2v_shapes_decode_and_resume(tiny_models, video_set):
 
 def test_encode_script_cogvideox15(tiny_models, video_set):
     """The 1.5 script (81 frames by default) on the tiny 1.5 model: 17 frames -> 5 latent frames."""
-    main = _script("CogVideoX1.5-5B_lora", "02_encode.py")["main"]
+    main = _script("CogVideoX1.5-5B_lora", "03_encode.py")["main"]
     out = video_set / "enc15.json"
     rc = main(
         [
@@ -150,7 +150,7 @@ def test_encode_i2v_condition_equals_pipeline_prepare_latents(tiny_models, video
     from generate.pipeline import load_image  # how the inference scripts load a first frame
 
     model = tiny_models["cogvideox-i2v"]
-    main = _script("CogVideoX-I2V-5B_lora", "02_encode.py")["main"]
+    main = _script("CogVideoX-I2V-5B_lora", "03_encode.py")["main"]
     out = video_set / "enc_i2v.json"
     rc = main(
         [
@@ -226,7 +226,7 @@ def test_encode_shards_merge_equals_single_run(tiny_models, video_set, monkeypat
     shard missing, or with a shard encoded at another size, is refused with exit code 2."""
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):
         monkeypatch.delenv(k, raising=False)
-    main = _script("CogVideoX-5B_lora", "02_encode.py")["main"]
+    main = _script("CogVideoX-5B_lora", "03_encode.py")["main"]
     data = json.loads((video_set / "groups_scored.json").read_text())
     g = data["groups"][0]
     data["groups"] = [{**g, "group_id": "g1", "videos": g["videos"][:1]},
@@ -263,6 +263,6 @@ def test_encode_inconsistent_launcher_variables_exit_2(monkeypatch, caplog, tmp_
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("RANK", "4")
     monkeypatch.setenv("WORLD_SIZE", "4")
-    main = _script("CogVideoX-5B_lora", "02_encode.py")["main"]
+    main = _script("CogVideoX-5B_lora", "03_encode.py")["main"]
     assert main(["--input_json", str(tmp_path / "in.json"), "--output_json", str(tmp_path / "out.json")]) == 2
     assert "inconsistent launcher environment" in caplog.text and "RANK=4" in caplog.text

@@ -43,13 +43,13 @@ def test_timestep_input_reaches_wan_and_is_an_error_for_cogvideox(tiny_models, t
 
     from train_dpo.config import DPOTrainConfig
     from train_dpo.train import train
-    from train_dpo.trainer import build_train_argparser, config_from_args
+    from train_dpo.train_cli import build_train_argparser, train_config_from_args
 
     assert load_family(tiny_wan, torch.float32)[1].timestep_input == "sigma"  # None: the family's default
     assert load_family(tiny_wan, torch.float32, timestep_input="released")[1].timestep_input == "released"
     with pytest.raises(ValueError, match="timestep_input is not a setting of the cogvideox family"):
         load_family(tiny_models["cogvideox-t2v"], torch.float32, timestep_input="sigma")
-    cfg = config_from_args(build_train_argparser().parse_args(
+    cfg = train_config_from_args(build_train_argparser().parse_args(
         ["--base_model", str(tiny_models["cogvideox-t2v"]), "--train_json", str(tmp_path / "x.json"),
          "--output_dir", str(tmp_path / "out"), "--timestep_input", "released"]))
     assert cfg.timestep_input == "released" and DPOTrainConfig().timestep_input is None

@@ -30,5 +30,5 @@ def test_generation_and_encoding_read_the_launcher(monkeypatch, tmp_path, caplog
         ["--num_shards", "1", "--shard_index", "0"])
     assert (args.shard_index, args.num_shards) == (0, 1)  # explicit flags win
     # encoding is sharded like generation and scoring (utils.jobs): each task encodes its own block
-    args = build_encode_argparser({"base_model": "m"}).parse_args([])
+    args = build_encode_argparser({"base_model": "m", "input_json": "i.json", "output_json": "o.json"}).parse_args([])
     assert (args.shard_index, args.num_shards, args.launch_error) == (2, 4, None)

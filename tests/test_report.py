@@ -64,13 +64,13 @@ def test_report_sections_and_figure_layout(tmp_path, monkeypatch):
     csv_path.write_text("step,train/loss,train/accuracy,train/reward_margin\n0,0.69,0.5,0.0\n1,0.6,1.0,0.1\n")
     out = write_report(tmp_path, groups, pairs, {"t2v: DPO training": 0.0}, {}, metrics_csvs={"t2v": csv_path},
                        pair_selection={"t2v": {"groups_total": 1, "pairs": 1}, "i2v": {"groups_total": 1, "pairs": 1}},
-                       commands={"t2v: DPO training": ["train_dpo/x/03_train.py", "--max_steps", "20"]},
+                       commands={"t2v: DPO training": ["train_dpo/x/04_train.py", "--max_steps", "20"]},
                        skipped={"t2v: DPO training": "finished training of 20 steps"},
                        notes=["The tiny models and LPIPS weights are random."])
     md = out["md"].read_text()
     assert "> The tiny models and LPIPS weights are random." in md
     assert "| pairs | 1 | 1 |" in md and "| count | t2v | i2v |" in md
-    assert "python train_dpo/x/03_train.py --max_steps 20" in md
+    assert "python train_dpo/x/04_train.py --max_steps 20" in md
     assert "skipped: finished training of 20 steps" in md
     rep = json.loads(out["json"].read_text())
     assert rep["pair_selection"]["t2v"]["pairs"] == 1 and rep["skipped_stages"]

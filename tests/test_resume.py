@@ -1,6 +1,6 @@
 """A training killed by a real signal and resumed ends with the adapter of an uninterrupted run.
 
-03_train.py runs in a subprocess and is SIGKILLed as soon as its first resumable checkpoint
+04_train.py runs in a subprocess and is SIGKILLed as soon as its first resumable checkpoint
 (lightning/last.ckpt) exists, mid-epoch (3 pairs, batch 1, checkpoints every 2 steps); the re-run
 with ``--resume auto`` must produce a final adapter tensor-equal to a run that was never stopped.
 """
@@ -33,7 +33,7 @@ def _args(base_model, data, out):
 def test_killed_training_resumes_to_the_uninterrupted_adapter(tiny_models, tmp_path):
     data = make_synthetic_preferences(tmp_path / "data", n_groups=3, shape=(3, 4, 8, 12))
     base = tiny_models["cogvideox-t2v"]
-    script = model_script("CogVideoX-5B_lora", "03_train")
+    script = model_script("CogVideoX-5B_lora", "04_train")
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(script), *_args(base, data, killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)

@@ -1,5 +1,5 @@
 """Diffusion-DPO LoRA trainer (train_dpo/train.py, lightning_module.py, families/cogvideox.py,
-trainer.py command line) on the tiny CogVideoX models, CPU.
+train_cli.py command line) on the tiny CogVideoX models, CPU.
 
 * step 0: policy == reference, loss exactly ln 2, one copy of the base weights;
 * train/inference parity: the trainer's transformer call equals the pipeline's (T2V, I2V, 1.5);
@@ -22,10 +22,12 @@ from safetensors.torch import save_file
 
 from train_dpo.dataset import load_preference_datasets
 from train_dpo.config import DPOTrainConfig
+from train_dpo.encode import build_encode_argparser
 from train_dpo.families.cogvideox import CogVideoXFamily, pad_latent_frames
 from train_dpo.lightning_module import DiffusionDPOModule
 from train_dpo.train import resolve_grad_accum, resolve_num_devices, train
-from train_dpo.trainer import build_train_argparser, config_from_args
+from train_dpo.train_cli import build_train_argparser, train_config_from_args
+from utils.scripts import script_constants
 
 REPO = Path(__file__).resolve().parents[1]
 I2V = "cogvideox-i2v"
@@ -344,7 +346,7 @@ def test_i2v_script_trains_and_adapter_changes_i2v_video(tiny_models, fixtures_d
     from generate import i2v_inference
 
     data = make_synthetic_preferences(tmp_path / "data", n_groups=4, image=True)
-    main = runpy.run_path(str(REPO / "train_dpo" / "CogVideoX-I2V-5B_lora" / "03_train.py"))["main"]
+    main = runpy.run_path(str(REPO / "train_dpo" / "CogVideoX-I2V-5B_lora" / "04_train.py"))["main"]
     rc = main(
         [
             "--base_model",
@@ -422,12 +424,9 @@ RELEASED = {  # upstream train_dpo/<model>/03_train.py DEFAULT_CONFIG + configur
 
 @pytest.mark.parametrize("model_dir", RELEASED)
 def test_script_defaults_are_the_released_settings(model_dir):
-    g = runpy.run_path(str(REPO / "train_dpo" / model_dir / "03_train.py"))
+    g = runpy.run_path(str(REPO / "train_dpo" / model_dir / "04_train.py"))
     assert "GRAD_ACCUM" not in g  # derived from GLOBAL_BATCH
-    cfg = config_from_args(
-        build_train_argparser({k.lower(): v for k, v in g.items() if k.isupper() and k != "REPO_ROOT"})
-        .parse_args([])
-    )  # fmt: skip
+    cfg = train_config_from_args(build_train_argparser(script_constants(g)).parse_args([]))
     for key, want in RELEASED[model_dir].items():
         assert getattr(cfg, key) == want, key
     assert cfg.global_batch == 16 and cfg.grad_accum is None
@@ -439,14 +438,15 @@ def test_script_defaults_are_the_released_settings(model_dir):
     assert (cfg.checkpoint_every, cfg.val_fraction, cfg.lora_rank, cfg.lora_alpha) == (1000, 0.02, 64, 128)
     assert cfg.lora_targets == ("to_q", "to_k", "to_v", "to_out.0")
     assert (cfg.adam_beta1, cfg.adam_beta2, cfg.adam_epsilon) == (0.9, 0.999, 1e-8)
-    e = runpy.run_path(str(REPO / "train_dpo" / model_dir / "02_encode.py"))
-    assert (e["NUM_FRAMES"], e["HEIGHT"], e["WIDTH"]) == (
+    encode_script = runpy.run_path(str(REPO / "train_dpo" / model_dir / "03_encode.py"))
+    e = build_encode_argparser(script_constants(encode_script)).parse_args([])
+    assert (e.num_frames, e.height, e.width) == (
         (81, 768, 1360) if "1.5" in model_dir else (49, 480, 720)
     )
 
 
-def test_cli_parsing_and_unknown_script_constants():
-    cfg = config_from_args(
+def test_cli_parsing_and_unknown_script_constants(capsys):
+    cfg = train_config_from_args(
         build_train_argparser({"base_model": "m", "train_json": "j"}).parse_args(
             ["--metric_threshold", "0.8", "--devices", "0,1", "--wandb", "--grad_accum", "4",
              "--global_batch", "none", "--motion_metric", "motion_norm"]
@@ -454,8 +454,9 @@ def test_cli_parsing_and_unknown_script_constants():
     )  # fmt: skip
     assert cfg.metric_threshold == 0.8 and cfg.devices == [0, 1] and "wandb" in cfg.loggers
     assert cfg.grad_accum == 4 and cfg.global_batch is None and cfg.motion_metric == "motion_norm"
-    with pytest.raises(ValueError, match="grad_acum"):
+    with pytest.raises(SystemExit) as e:
         build_train_argparser({"grad_acum": 2})  # a misspelled constant is an error
+    assert e.value.code == 2 and "grad_acum (did you mean grad_accum?)" in capsys.readouterr().err
 
 
 def test_global_batch_arithmetic(monkeypatch, caplog):
@@ -487,7 +488,7 @@ def test_global_batch_arithmetic(monkeypatch, caplog):
 
 
 def test_global_batch_that_does_not_divide_exits_2(tmp_path, caplog):
-    main = runpy.run_path(str(REPO / "train_dpo" / "CogVideoX-I2V-5B_lora" / "03_train.py"))["main"]
+    main = runpy.run_path(str(REPO / "train_dpo" / "CogVideoX-I2V-5B_lora" / "04_train.py"))["main"]
     rc = main(["--base_model", str(tmp_path / "not_loaded"), "--train_json", str(tmp_path / "x.json"),
                "--accelerator", "cpu", "--devices", "3"])  # fmt: skip
     assert rc == 2  # before any model is loaded
@@ -495,7 +496,7 @@ def test_global_batch_that_does_not_divide_exits_2(tmp_path, caplog):
 
 
 def test_cogvideox15_weight_decay_reaches_adamw(tiny_models):
-    g = runpy.run_path(str(REPO / "train_dpo" / "CogVideoX1.5-5B_lora" / "03_train.py"))
+    g = runpy.run_path(str(REPO / "train_dpo" / "CogVideoX1.5-5B_lora" / "04_train.py"))
     transformer, family = CogVideoXFamily.load(tiny_models["cogvideox1.5-t2v"], torch.float32)
     cfg = _small_cfg(adam_weight_decay=g["ADAM_WEIGHT_DECAY"])
     module = DiffusionDPOModule(transformer, family, cfg)
@@ -603,11 +604,11 @@ def test_sft_run_writes_released_adapter_and_fits_the_winners(tiny_models, tmp_p
 
 
 def test_unknown_objective_exits_2_naming_it(tmp_path, capsys, caplog):
-    main = runpy.run_path(str(REPO / "train_dpo" / "CogVideoX-5B_lora" / "03_train.py"))["main"]
+    main = runpy.run_path(str(REPO / "train_dpo" / "CogVideoX-5B_lora" / "04_train.py"))["main"]
     with pytest.raises(SystemExit) as e:
         main(["--objective", "bogus"])
     assert e.value.code == 2 and "bogus" in capsys.readouterr().err
-    from train_dpo.trainer import run_train_cli
+    from train_dpo.train_cli import run_train_cli
 
     # a bad script constant (argparse does not check defaults): refused before any loading
     rc = run_train_cli([], {"objective": "bogus", "base_model": str(tmp_path / "m"), "train_json": "x.json"})

@@ -1,7 +1,7 @@
 """The settings of one Diffusion-DPO (or SFT) LoRA training run: :class:`DPOTrainConfig`.
 
 Contract: one dataclass, one source per setting; every field is a command-line flag of
-``train_dpo/<model>/03_train.py`` (:mod:`train_dpo.trainer`) and is saved in
+``train_dpo/<model>/04_train.py`` (:mod:`train_dpo.train_cli`) and is saved in
 ``output_dir/train_config.json``. Nothing here loads a model or touches the disk.
 """
 
@@ -27,7 +27,7 @@ class DPOTrainConfig:
     per-model scripts set the others: I2V batch size 2, CogVideoX1.5 1,500 steps and weight decay
     1e-3).
 
-    Data: ``train_json`` is the encoded JSON of ``02_encode.py``; paths in it are relative to
+    Data: ``train_json`` is the encoded JSON of ``03_encode.py``; paths in it are relative to
     ``base_path`` (None: the JSON's folder, joined with its ``"video_root"`` when present).
     Pair selection: see :mod:`train_dpo.dataset`. Optimiser: AdamW on the LoRA weights only, cosine
     schedule with ``warmup_steps`` linear warm-up over ``max_steps`` optimiser steps.

@@ -47,7 +47,7 @@ import logging
 import math
 import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +120,6 @@ class PreferencePair:
     metric_l: float
     condition_path: str | None = None
     image_path: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
     @property
     def gap(self) -> float:
         return abs(self.metric_w - self.metric_l)
@@ -353,7 +351,7 @@ class DPOPairDataset(Dataset):
 
         pair = self.pairs[idx]
         if not pair.condition_path:
-            raise ValueError(f"group {pair.group_id} has no condition_path (run 02_encode.py first)")
+            raise ValueError(f"group {pair.group_id} has no condition_path (run 03_encode.py first)")
         item: dict[str, Any] = {
             "latents_w": self._cast(
                 load_latents_file(resolve_path(pair.winner["latent_path"], self.base_path), "latents")

@@ -1,7 +1,7 @@
 """Latent encoding for Diffusion-DPO training: videos -> VAE latents, prompts -> T5 embeddings,
 I2V first frames -> image-conditioning latents. Training then needs neither VAE nor text encoder.
 
-Shared by ``train_dpo/*/02_encode.py`` (those scripts only set per-model constants).
+Shared by ``train_dpo/*/03_encode.py`` (those scripts only set per-model constants).
 
 Per video (``encode_video_latents``): ``NUM_FRAMES`` frames spread uniformly over the whole video
 (``utils.video_utils.load_frames``: first and last frame included, centre crop to the model's
@@ -47,16 +47,16 @@ The model-specific steps sit behind an encoder object (:class:`CogVideoXEncoder`
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import zlib
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from utils.config_cli import Arg, build_config_parser, config_from_args
 from utils.device import compute_dtype, resolve_device
 from utils.io_utils import JSONInputError, atomic_write_bytes, atomic_write_json, read_json, slugify
 from utils.jobs import ShardError, check_shard, launch_defaults, shard_path, shard_range
@@ -86,7 +86,7 @@ __all__ = [
 
 @dataclass
 class EncodeConfig:
-    """Settings of one encoding run (``02_encode.py`` fills them from its constants + argv).
+    """Settings of one encoding run (``03_encode.py`` fills them from its constants + argv).
 
     Attributes:
         base_model: diffusers CogVideoX pipeline folder or hub id.
@@ -547,62 +547,75 @@ def encode_dataset(cfg: EncodeConfig, pipe=None, encoder_factory=None) -> dict[s
     return stats
 
 
-def build_encode_argparser(defaults: dict[str, Any] | None = None, description: str | None = None):
-    """argparse parser for ``02_encode.py``; ``defaults`` (EncodeConfig field -> value) set the defaults."""
-    d = {f.name: f.default for f in fields(EncodeConfig) if f.default is not MISSING}
-    d.update(defaults or {})
-    p = argparse.ArgumentParser(description=description or "Encode videos/prompts to latents for DPO.")
-    p.add_argument("--base_model", default=d.get("base_model"), help="diffusers pipeline folder or hub id")
-    p.add_argument("--input_json", default=d.get("input_json"), help="scored groups JSON")
-    p.add_argument("--output_json", default=d.get("output_json"), help="encoded JSON to write")
-    p.add_argument("--base_path", default=d.get("base_path"), help="JSON paths are relative to this")
-    p.add_argument(
-        "--latent_dir", default=d.get("latent_dir"), help="latent folder (relative: under base_path)"
-    )
-    p.add_argument("--num_frames", type=int, default=d.get("num_frames"))
-    p.add_argument("--height", type=int, default=d.get("height"))
-    p.add_argument("--width", type=int, default=d.get("width"))
-    p.add_argument("--seed", type=int, default=d.get("seed"))
-    p.add_argument("--device", default=d.get("device"))
-    p.add_argument("--dtype", choices=sorted(_DTYPES), default=d.get("dtype"))
-    p.add_argument("--no_vae_slicing", dest="vae_slicing", action="store_false", default=d.get("vae_slicing"))
-    p.add_argument("--no_vae_tiling", dest="vae_tiling", action="store_false", default=d.get("vae_tiling"))
-    p.add_argument("--max_sequence_length", type=int, default=d.get("max_sequence_length"))
-    p.add_argument("--limit_groups", type=int, default=d.get("limit_groups"))
-    p.add_argument("--overwrite", action="store_true", default=d.get("overwrite"))
-    p.add_argument("--retry_errors", action="store_true", default=d.get("retry_errors"))
+ENCODE_ARGS: dict[str, dict[str, str | Arg]] = {
+    "model and data": {
+        "base_model": "diffusers CogVideoX pipeline folder or hub id",
+        "input_json": "scored groups JSON of 02_score.py",
+        "output_json": "encoded JSON to write (input + latent_path per video, condition_path per group)",
+        "base_path": "JSON paths are relative to this (none: the input JSON's folder + its video_root)",
+        "latent_dir": "folder of the safetensors files (relative: under base_path)",
+    },
+    "frames": {
+        "num_frames": "frames sampled uniformly per video (first and last included)",
+        "height": "frame height in pixels (the model's)",
+        "width": "frame width in pixels (the model's)",
+        "seed": "VAE posterior sampling (per video: mixed with the crc32 of its path)",
+    },
+    "hardware and memory": {
+        "device": "cuda or cpu (none: CUDA when available)",
+        "dtype": Arg("weights and compute dtype (none: bf16 on CUDA, fp32 on CPU)",
+                     choices=tuple(sorted(_DTYPES))),
+        "vae_slicing": "decode/encode the batch one video at a time",
+        "vae_tiling": "tiled VAE (changes latents slightly)",
+        "max_sequence_length": "T5 tokens (226 for every CogVideoX)",
+    },
+    "sharding (one process per shard; --merge joins the shard outputs)": {
+        "num_shards": f"split the groups into K shards ({SHARD_HELP})",
+        "shard_index": "which shard this process encodes",
+    },
+    "run": {
+        "limit_groups": "encode only the first N groups (smoke runs; none: all)",
+        "overwrite": "re-encode even when the files exist",
+        "retry_errors": "re-try videos whose entry carries an error from an earlier encoding",
+    },
+}
+
+
+def build_encode_argparser(constants: dict[str, Any] | None = None, description: str | None = None):
+    """argparse parser over :class:`EncodeConfig`; ``constants`` (a per-model script's, any case)
+    set the defaults.
+
+    Raises:
+        SystemExit(2): a constant names no setting (message names it and the nearest one).
+    """
     launch, launch_error = launch_defaults()  # an inconsistent environment is reported by run_encode_cli
+    p = build_config_parser(EncodeConfig, ENCODE_ARGS, constants=constants,
+                            defaults={"num_shards": launch.num_shards, "shard_index": launch.shard_index},
+                            description=description or "Encode videos/prompts to latents for DPO.")  # fmt: skip
     p.set_defaults(launch_error=launch_error, local_rank=launch.local_rank)
-    p.add_argument("--num_shards", type=int, default=launch.num_shards,
-                   help=f"split the groups ({SHARD_HELP})")
-    p.add_argument("--shard_index", type=int, default=launch.shard_index,
-                   help="which shard this process encodes")
     p.add_argument("--merge", action="store_true",
-                   help="do not encode: merge the shard outputs into --output_json")
+                   help="do not encode: merge the shard outputs into --output_json")  # fmt: skip
     return p
 
 
 def run_encode_cli(
-    argv=None, defaults: dict[str, Any] | None = None, description: str | None = None, encoder_factory=None
+    argv=None, constants: dict[str, Any] | None = None, description: str | None = None, encoder_factory=None
 ) -> int:
-    """Parse ``argv`` over ``defaults``, run :func:`encode_dataset` (with ``encoder_factory``, see
+    """Parse ``argv`` over ``constants``, run :func:`encode_dataset` (with ``encoder_factory``, see
     there); returns an exit code.
 
-    0: done; 2: bad input (missing/malformed JSON, missing arguments, bad or inconsistent shard
-    arguments or launcher variables, a missing or inconsistent shard at ``--merge``).
+    0: done; 2: bad input (missing/malformed JSON, bad or inconsistent shard arguments or launcher
+    variables, a missing or inconsistent shard at ``--merge``). argparse errors (missing or unknown
+    setting, bad value) exit 2 through ``SystemExit``.
     """
     from utils.log_filters import quiet_expected_messages
 
-    args = build_encode_argparser(defaults, description).parse_args(argv)
+    args = build_encode_argparser(constants, description).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_expected_messages()
-    missing = [k for k in ("base_model", "input_json", "output_json") if not getattr(args, k)]
-    if missing:
-        logger.error("missing required settings: %s", ", ".join(missing))
-        return 2
     if args.device is None and args.local_rank is not None and torch.cuda.is_available():
         args.device = f"cuda:{args.local_rank % torch.cuda.device_count()}"  # one GPU per launcher task
-    cfg = EncodeConfig(**{f.name: getattr(args, f.name) for f in fields(EncodeConfig)})
+    cfg = config_from_args(EncodeConfig, args)
     try:
         if args.launch_error:
             raise ShardError(args.launch_error)
@@ -612,13 +625,8 @@ def run_encode_cli(
 
             print(f"merged: {merge_encoded_shards(cfg)}")
             return 0
-        stats = encode_dataset(cfg, encoder_factory=encoder_factory)
+        encode_dataset(cfg, encoder_factory=encoder_factory)
     except (JSONInputError, ValueError, FileNotFoundError) as e:
         logger.error("%s", e)
         return 2
     return 0
-
-
-def config_to_dict(cfg: EncodeConfig) -> dict[str, Any]:
-    """Plain dict of an :class:`EncodeConfig` (for logs)."""
-    return asdict(cfg)

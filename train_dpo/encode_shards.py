@@ -2,7 +2,7 @@
 
 A shard's output is ``utils.jobs.shard_path(output_json, i, K)``: the input JSON with only the
 shard's contiguous block of groups (``utils.jobs.shard_range``), encoded, and the run settings under
-:data:`SHARD_KEY`. :func:`merge_encoded_shards` joins them (``02_encode.py --merge``).
+:data:`SHARD_KEY`. :func:`merge_encoded_shards` joins them (``03_encode.py --merge``).
 """
 
 from __future__ import annotations

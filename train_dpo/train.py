@@ -8,7 +8,7 @@ Lightning (validation every ``val_every`` optimiser steps inside the fit) and wr
 the adapters and ``lightning/last.ckpt`` (:mod:`train_dpo.checkpointing`), ``val_history.json`` and
 the logs. The steps, in order: resolve the batch arithmetic (before any slow loading), seed, load the
 model, load the data, build the module (LoRA initialised from the seeded RNG), build the trainer,
-fit. The command line of ``train_dpo/<model>/03_train.py`` is :mod:`train_dpo.trainer`.
+fit. The command line of ``train_dpo/<model>/04_train.py`` is :mod:`train_dpo.train_cli`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Run the numbered per-model scripts (``train_dpo/<model>/01_generate.py`` ...) from Python.
 
+The number is the pipeline step: ``01_generate.py`` (candidates), ``02_score.py`` (geometry
+scorer), ``03_encode.py`` (latents), ``04_train.py`` (Diffusion-DPO).
+
 The per-model folders are named after the models (``CogVideoX1.5-5B_lora``), which are not valid
 Python package names, so their scripts are loaded from their file path. The demo driver and the
 tests call a script's ``main(argv)`` exactly as the shell would run it.
@@ -35,7 +38,7 @@ def load_script(path: str | os.PathLike) -> ModuleType:
 
 
 def model_script(model_dir: str, step: str) -> Path:
-    """Path of ``train_dpo/<model_dir>/<step>.py``, e.g. ``model_script("CogVideoX-5B_lora", "01_generate")``."""
+    """Path of ``train_dpo/<model_dir>/<step>.py``, e.g. ``model_script("CogVideoX-5B_lora", "04_train")``."""
     return TRAIN_DPO_DIR / model_dir / f"{step}.py"
 
 
@@ -45,11 +48,17 @@ def run_script(path: str | os.PathLike, argv: list[str]) -> int:
     return 0 if code is None else int(code)
 
 
-def script_defaults(namespace: dict) -> dict:
-    """The configuration constants of a per-model script as argparse defaults.
+def script_constants(namespace: dict) -> dict:
+    """The configuration constants of a script: every UPPER_CASE name at its top, as written.
 
-    Every UPPER_CASE name at the top of the script (``BASE_MODEL``, ``NUM_FRAMES``, ...) becomes the
-    default of the matching lower-case command-line option (``--base_model``, ``--num_frames``), so
-    a script lists its configuration once. ``REPO_ROOT`` is a path helper, not configuration.
+    ``script_constants(globals())`` of ``04_train.py`` -> ``{"BASE_MODEL": ..., "MAX_STEPS": 1500}``.
+    The per-model scripts hand them to :func:`utils.config_cli.build_config_parser`, which refuses
+    a name that is no setting (exit 2, naming it). ``REPO_ROOT`` is a path helper, not configuration.
     """
-    return {k.lower(): v for k, v in namespace.items() if k.isupper() and not k.startswith("_") and k != "REPO_ROOT"}
+    return {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_") and k != "REPO_ROOT"}
+
+
+def script_defaults(namespace: dict) -> dict:
+    """:func:`script_constants` lower-cased, as argparse defaults of the inference scripts and
+    ``evaluate.py``, whose parsers read the keys they know by name."""
+    return {k.lower(): v for k, v in script_constants(namespace).items()}

@@ -5,7 +5,7 @@
     python train_dpo/CogVideoX-5B_lora/01_generate.py --num_shards 8 --merge  # then join the shard JSONs
 
 Writes ``OUTPUT_DIR/<group_id>/seed_<seed>.mp4`` and ``OUTPUT_DIR/groups.json`` (see
-``generate/candidates.py`` for the format). Re-running resumes: finished videos are kept.
+``generate/candidates.py`` for the format and every default). Re-running resumes: finished videos are kept.
 ``PROMPTS_JSON`` defaults to ``data/dl3dv_captions_1K.json``: the DL3DV scene captions released
 by the VideoGPA authors (``{scene: caption}``); any prompts JSON of the inference scripts works too.
 """
@@ -14,32 +14,23 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
-from generate.candidates import build_arg_parser, run_from_args  # noqa: E402
+from utils.scripts import script_constants  # noqa: E402
 
-from utils.scripts import script_defaults  # noqa: E402
-
-# --- configuration (every value can be overridden on the command line) ---
+# --- configuration: what differs from the shared defaults (any option of --help can be set here as
+# an UPPER_CASE constant; a name that is no option stops the script with exit code 2) ---
 BASE_MODEL = "THUDM/CogVideoX-5b"
-KIND = "t2v"
 PROMPTS_JSON = str(REPO_ROOT / "data" / "dl3dv_captions_1K.json")
-OUTPUT_DIR = str(REPO_ROOT / "outputs" / "candidates" / "CogVideoX-5B")
-NUM_SEEDS = 4
-SEED_START = 0
-NUM_FRAMES = None  # None = the checkpoint's: 49
-HEIGHT = None  # None = the checkpoint's: 480
-WIDTH = None  # None = the checkpoint's: 720
-NUM_INFERENCE_STEPS = 50
-GUIDANCE_SCALE = 6.0
-FPS = 8
+OUTPUT_DIR = str(REPO_ROOT / "outputs" / "candidates" / "CogVideoX-5B")  # writes OUTPUT_DIR/groups.json
 
 
 def main(argv=None) -> int:
     """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad configuration)."""
-    defaults = script_defaults(globals())
-    parser = build_arg_parser(defaults, description=__doc__.split("\n\n")[0])
-    return run_from_args(parser.parse_args(argv))
+    from generate.candidates import main as candidates_main
+
+    return candidates_main(argv, script_constants(globals()))
 
 
 if __name__ == "__main__":

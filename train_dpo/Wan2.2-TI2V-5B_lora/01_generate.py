@@ -17,30 +17,26 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from generate.candidates import build_arg_parser, run_from_args  # noqa: E402
+from utils.scripts import script_constants  # noqa: E402
 
-from utils.scripts import script_defaults  # noqa: E402
-
-# --- configuration (every value can be overridden on the command line) ---
+# --- configuration: what differs from the shared defaults (any option of --help can be set here as
+# an UPPER_CASE constant; a name that is no option stops the script with exit code 2) ---
 BASE_MODEL = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
 KIND = "i2v"
 PROMPTS_JSON = str(REPO_ROOT / "data" / "i2v_prompts.json")
 OUTPUT_DIR = str(REPO_ROOT / "outputs" / "candidates" / "Wan2.2-TI2V-5B")
-NUM_SEEDS = 4
-SEED_START = 0
 NUM_FRAMES = 121  # model card: 121 frames at 24 fps (released --frame_num default: 81)
 HEIGHT = 704
 WIDTH = 1280
-NUM_INFERENCE_STEPS = 50
 GUIDANCE_SCALE = 5.0
 FPS = 24
 
 
 def main(argv=None) -> int:
     """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad configuration)."""
-    defaults = script_defaults(globals())
-    parser = build_arg_parser(defaults, description=__doc__.split("\n\n")[0])
-    return run_from_args(parser.parse_args(argv))
+    from generate.candidates import main as candidates_main
+
+    return candidates_main(argv, script_constants(globals()))
 
 
 if __name__ == "__main__":

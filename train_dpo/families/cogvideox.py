@@ -276,7 +276,7 @@ class CogVideoXFamily(ModelFamily):
         img = item.get("image_latents")
         if is_i2v and img is None:
             raise ValueError(
-                "image-to-video model but the data has no image_latents (encode with the I2V 02_encode.py)"
+                "image-to-video model but the data has no image_latents (encode with the I2V 03_encode.py)"
             )
         if not is_i2v and img is not None:
             raise ValueError("text-to-video model but the data has image_latents (encoded for an I2V model?)")
@@ -307,7 +307,7 @@ class CogVideoXFamily(ModelFamily):
         (:meth:`build_transformer_inputs`), target ``v = get_velocity(x0, noise, t)`` (float32,
         shape of ``x0``). See :meth:`ModelFamily.model_inputs`."""
         if self.requires_image() and image_latents is None:
-            raise ValueError("I2V model: the batch has no image_latents (encode with the I2V 02_encode.py)")
+            raise ValueError("I2V model: the batch has no image_latents (encode with the I2V 03_encode.py)")
         noisy = self.scheduler.add_noise(x0, noise, timesteps)
         target = self.scheduler.get_velocity(x0, noise, timesteps)
         return self.build_transformer_inputs(noisy, timesteps, prompt_embeds, image_latents), target

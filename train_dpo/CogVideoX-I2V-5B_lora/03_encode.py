@@ -1,14 +1,14 @@
 """Step 3 of the CogVideoX-5B-I2V image-to-video DPO recipe: encode scored candidates to latents.
 
-    python train_dpo/CogVideoX-I2V-5B_lora/02_encode.py
-    python train_dpo/CogVideoX-I2V-5B_lora/02_encode.py \
+    python train_dpo/CogVideoX-I2V-5B_lora/03_encode.py
+    python train_dpo/CogVideoX-I2V-5B_lora/03_encode.py \
         --input_json X.json --output_json Y.json --base_path DIR
 
 49 frames 480x720 -> latents [13, 16, 60, 90]; per group also the first-frame image latents [13, 16,
 60, 90] (frame 0 = image, the rest zeros), as the pipeline builds them. Prompt embeddings [226,
 4096] once per group. Writes LATENT_DIR/<group>/*.safetensors and OUTPUT_JSON (= INPUT_JSON +
 ``latent_path`` per video, ``condition_path`` per group). Resumable: re-running skips files that
-exist and load. Shared code: ``train_dpo/encode.py``.
+exist and load. Shared code and every default: ``train_dpo/encode.py``.
 """
 
 import sys
@@ -18,28 +18,22 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from utils.scripts import script_defaults  # noqa: E402
+from utils.scripts import script_constants  # noqa: E402
 
-# --- configuration (every value can be overridden on the command line) ---
+# --- configuration: what differs from the shared defaults (any option of --help can be set here as
+# an UPPER_CASE constant; a name that is no option stops the script with exit code 2) ---
 BASE_MODEL = "THUDM/CogVideoX-5b-I2V"
 INPUT_JSON = str(
     REPO_ROOT / "outputs" / "candidates" / "CogVideoX-I2V-5B" / "groups_scored.json"
-)  # from video_scorer.py
+)  # from 02_score.py
 OUTPUT_JSON = str(REPO_ROOT / "outputs" / "candidates" / "CogVideoX-I2V-5B" / "groups_encoded.json")
-BASE_PATH = None  # JSON paths are relative to this; None: the folder of INPUT_JSON
-LATENT_DIR = "latents"  # relative paths are under BASE_PATH
-NUM_FRAMES = 49
-HEIGHT = 480
-WIDTH = 720
-SEED = 0  # VAE posterior sampling (per video: derived from SEED and the video path)
 
 
 def main(argv=None) -> int:
     """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad input)."""
     from train_dpo.encode import run_encode_cli
 
-    defaults = script_defaults(globals())
-    return run_encode_cli(argv, defaults, description=__doc__.split("\n\n")[0])
+    return run_encode_cli(argv, script_constants(globals()), description=__doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":
