@@ -3,7 +3,7 @@
     python demo.py                                   # tiny local models, CPU, a few minutes
     python demo.py --captions data/dl3dv_captions_1K.json --images data/images --num_prompts 4 --num_seeds 3 --steps 20
     python demo.py --preset cogvideox-5b --run_dir runs/5b   # the real models, one CUDA GPU
-    python demo.py --modes t2v i2v ti2v                       # tiny, plus the Wan2.2-TI2V loop
+    python demo.py --modes ti2v                               # tiny, only the Wan2.2-TI2V loop
     python demo.py --preset wan2.2-ti2v-5b --run_dir runs/wan # Wan2.2-TI2V-5B, one CUDA GPU
 
 Stages (each one is the per-model script of its step, called with the arguments shown in
@@ -56,7 +56,7 @@ NUM_PROMPTS = 3
 NUM_SEEDS = 3
 TRAIN_STEPS = 20
 PRESET = "tiny"
-DEFAULT_MODES = ("t2v", "i2v")  # tiny preset; "ti2v" (tiny Wan2.2-TI2V) is opt-in: --modes t2v i2v ti2v
+DEFAULT_MODES = ("t2v", "i2v", "ti2v")  # tiny preset: CogVideoX T2V, CogVideoX-I2V, Wan2.2-TI2V (first frame)
 TINY_MODEL_OF_MODE = {"t2v": "cogvideox-t2v", "i2v": "cogvideox-i2v", "ti2v": "wan2.2-ti2v"}
 IMAGE_MODES = ("i2v", "ti2v")  # modes whose prompts are first frames
 TINY_NOTES = [
@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=TRAIN_STEPS, help="DPO optimiser steps")
     p.add_argument("--inference_steps", type=int, default=4, help="denoising steps (tiny preset)")
     p.add_argument("--modes", nargs="+", choices=tuple(TINY_MODEL_OF_MODE), default=list(DEFAULT_MODES),
-                   help="tiny preset: which loops to run (ti2v: tiny Wan2.2-TI2V with a first frame)")
+                   help="tiny preset: which loops to run (t2v, i2v: CogVideoX; ti2v: Wan2.2-TI2V with a first frame)")
     p.add_argument("--tiny_root", default=str(TINY_ROOT))
     return p
 

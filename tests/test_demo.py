@@ -21,7 +21,8 @@ def demo_run(tmp_path_factory):
     cmd = [sys.executable, str(REPO / "demo.py"), "--run_dir", str(run_dir), "--tiny_root", str(tiny_root),
            "--captions", str(REPO / "tests" / "fixtures" / "dl3dv_captions_8.json"),
            "--images", str(REPO / "data" / "images"),
-           "--num_prompts", "2", "--num_seeds", "2", "--steps", "3", "--inference_steps", "2"]
+           "--num_prompts", "2", "--num_seeds", "2", "--steps", "3", "--inference_steps", "2",
+           "--modes", "t2v", "i2v"]  # ti2v (Wan): tests/test_demo_wan.py
     cwd = tmp_path_factory.mktemp("cwd")
     run = lambda: subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=cwd,  # noqa: E731
                                  preexec_fn=lambda: os.umask(0o022))
