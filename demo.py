@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=TRAIN_STEPS, help="DPO optimiser steps")
     p.add_argument("--inference_steps", type=int, default=4, help="denoising steps (tiny preset)")
     p.add_argument("--modes", nargs="+", choices=tuple(TINY_MODEL_OF_MODE), default=list(DEFAULT_MODES),
-                   help="tiny preset: which loops to run (t2v, i2v: CogVideoX; ti2v: Wan2.2-TI2V with a first frame)")
+                   help="tiny preset: the loops to run (t2v, i2v: CogVideoX; ti2v: Wan2.2-TI2V, first frame)")
     p.add_argument("--tiny_root", default=str(TINY_ROOT))
     return p
 

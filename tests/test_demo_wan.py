@@ -58,7 +58,8 @@ def test_adapter_trained_and_changes_the_video(wan_run):
     a, c = read_video_frames(lora).astype(np.float32), read_video_frames(base).astype(np.float32)
     assert a.shape == c.shape == (17, 32, 32, 3) and np.abs(a - c).mean() > 0
     report = json.loads((wan_run / "report.json").read_text())
-    assert report["adapter_vs_base_mean_abs_pixel_diff"]["ti2v"] == pytest.approx(np.abs(a - c).mean(), rel=1e-5)
+    diff = report["adapter_vs_base_mean_abs_pixel_diff"]["ti2v"]
+    assert diff == pytest.approx(np.abs(a - c).mean(), rel=1e-5)
     assert set(report["commands"]) >= {"ti2v: geometry scores", "ti2v: DPO training"}
     assert report["commands"]["ti2v: DPO training"][0] == "train_dpo/Wan2.2-TI2V-5B_lora/04_train.py"
 

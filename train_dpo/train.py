@@ -243,8 +243,9 @@ def train(
     if components is None:  # family options: those set in cfg, refused by a family without them
         components = load_family(cfg.base_model, _weight_dtype(precision), timestep_input=cfg.timestep_input)
     elif cfg.timestep_input not in (None, getattr(components[1], "timestep_input", None)):
+        given = getattr(components[1], "timestep_input", None)
         raise ValueError(f"timestep_input {cfg.timestep_input!r} does not match the given "
-                         f"{components[1].name} family's ({getattr(components[1], 'timestep_input', None)!r})")
+                         f"{components[1].name} family's ({given!r})")
     transformer, family = components
     train_ds, val_ds, stats = load_preference_datasets(
         cfg.train_json, cfg.base_path, cfg.selection(), cfg.val_fraction, cfg.split_seed,

@@ -94,8 +94,8 @@ TRAIN_ARGS: dict[str, dict[str, str | Arg]] = {
         "gradient_checkpointing": "recompute transformer activations in the backward pass",
     },
     "model family (none: the family's default; an error for a family without the option)": {
-        "timestep_input": Arg("Wan: the transformer's timestep, 'sigma' = floor(1000 * sigma) as at inference "
-                              "(default) or 'released' = the released trainer's unshifted t",
+        "timestep_input": Arg("Wan: the transformer's timestep, 'sigma' = floor(1000 * sigma) as at "
+                              "inference (default) or 'released' = the released trainer's unshifted t",
                               choices=TIMESTEP_INPUTS),
     },
     "checkpoints, validation, logging": {

@@ -21,8 +21,8 @@ from train_dpo.families.wan import WanFamily
 from utils.hub import check_hub_model
 from utils.model_facts import config_value
 
-__all__ = ["ModelFamily", "CogVideoXFamily", "WanFamily", "FAMILY_BY_TRANSFORMER", "family_for", "load_family",
-           "transformer_config"]
+__all__ = ["ModelFamily", "CogVideoXFamily", "WanFamily", "FAMILY_BY_TRANSFORMER", "family_for",
+           "load_family", "transformer_config"]
 
 #: transformer ``_class_name`` -> family
 FAMILY_BY_TRANSFORMER: dict[str, type[ModelFamily]] = {
