@@ -169,14 +169,16 @@ def run_closed_loop(args, run_dir: Path) -> dict:
     """Run every stage in ``run_dir``; returns the results dict (also the JSON written)."""
     from evaluation.stats import paired_comparison
     from metrics.lpips import build_random_lpips_weights
-    from utils.tiny_models import ensure_tiny_models
+    from utils.tiny_models import build_tiny_cogvideox, ensure_tiny_models
 
     t0, c0 = time.perf_counter(), cpu_seconds()
     stages = CpuStages()
     consistency_arms = {a for a in args.arms if ARMS[a][0] == "consistency_score"}
     with stages.stage("tiny models"):
-        names = ("cogvideox-t2v", "vggt") if consistency_arms else ("cogvideox-t2v",)
-        paths = ensure_tiny_models(args.tiny_root, names=names)
+        paths = ensure_tiny_models(args.tiny_root, names=("vggt",)) if consistency_arms else {}
+        # the tiny T2V model with a VAE that round-trips (the default tiny VAE is random), or without
+        paths["cogvideox-t2v"] = build_tiny_cogvideox(
+            "cogvideox-t2v", run_dir / "model" / "cogvideox-t2v", seed=0, round_trip_vae=not args.random_vae)
         if consistency_arms:  # the demo's tiny scorer: tiny random VGGT, random LPIPS weights
             vgg, lin = build_random_lpips_weights(run_dir / "lpips_random", seed=0, width=0.25)
             score = ["--vggt_model", str(paths["vggt"]), "--num_frames", "8", "--image_size", "112",
@@ -283,7 +285,7 @@ def run_closed_loop(args, run_dir: Path) -> dict:
         "settings": {k: getattr(args, k) for k in (
             "train_prompts", "train_seeds", "heldout_prompts", "heldout_seeds", "heldout_seed_start",
             "prompt_seed", "inference_steps", "lora_rank", "lora_alpha", "learning_rate", "max_steps",
-            "warmup_steps", "batch_size", "beta", "dpo_seeds",
+            "warmup_steps", "batch_size", "beta", "dpo_seeds", "random_vae",
         )} | {"pair_rules": TINY_PAIR_RULES, "alpha": ALPHA},
         "runtime": {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "stages_wall_s": stages.seconds,
                     "stages_cpu_s": stages.cpu_seconds},
@@ -328,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train every arm once per seed (03_train.py --seed): is the direction robust?")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's, one per core); 1 is fairer on a busy machine")
-    p.add_argument("--tiny_root", default=str(ROOT / "checkpoints" / "tiny"))
+    p.add_argument("--tiny_root", default=str(ROOT / "checkpoints" / "tiny"), help="where the tiny VGGT is")
+    p.add_argument("--random_vae", action="store_true",
+                   help="the default tiny VAE (random weights, no round trip) instead of the linear one")
     p.add_argument("--run_dir", default=None, help="keep every file here (default: a temp folder, removed)")
     add_output_args(p, NAME)
     return p

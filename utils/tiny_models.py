@@ -229,8 +229,15 @@ def _scheduler():
     )
 
 
-def build_tiny_cogvideox(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
+def build_tiny_cogvideox(
+    kind: str, out_dir: str | Path, seed: int = 0, round_trip_vae: bool = False
+) -> Path:
     """Write a tiny diffusers CogVideoX pipeline folder for ``kind`` (one of ``TINY_NAMES[:3]``).
+
+    ``round_trip_vae``: replace the random VAE weights by an exact linear autoencoder
+    (``utils.tiny_linear_vae``: ``decode(encode(decode(z))) = decode(z)``), for experiments that
+    encode the model's own videos again (``benchmarks/closed_loop.py``). Text encoder, transformer
+    and scheduler are the same as without it; the default (False) is the models every test uses.
 
     The folder is written to a temporary sibling and renamed into place, so a half-built model is
     never left at ``out_dir``. The result is deterministic for a given ``seed``: the same seed gives
@@ -260,6 +267,12 @@ def build_tiny_cogvideox(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
         transformer = _transformer(kind)
         for m in (text_encoder, vae, transformer):
             _perturb_(m, gen)
+        info = {"kind": kind, "seed": seed, "note": "tiny random model for tests"}
+        if round_trip_vae:
+            from utils.tiny_linear_vae import make_linear_autoencoder_
+
+            make_linear_autoencoder_(vae, seed=seed + 3)
+            info["vae"] = "exact linear autoencoder (utils/tiny_linear_vae.py)"
         cls = CogVideoXImageToVideoPipeline if kind == "cogvideox-i2v" else CogVideoXPipeline
         pipe = cls(
             tokenizer=tokenizer,
@@ -270,7 +283,7 @@ def build_tiny_cogvideox(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
         )
         pipe.save_pretrained(tmp / "pipe", safe_serialization=True)
         (tmp / "pipe" / "tiny_model_info.json").write_text(
-            json.dumps({"kind": kind, "seed": seed, "note": "tiny random model for tests"}, indent=2)
+            json.dumps(info, indent=2)
         )
         apply_umask(tmp / "pipe")  # safetensors writes 0600
         if out_dir.exists():
