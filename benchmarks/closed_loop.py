@@ -30,22 +30,33 @@ surely learn), ``sanity-reversed`` (the same, winners = brighter: must move the 
 reported, not required). The loop works when ``sanity`` gets significantly darker and
 ``sanity-reversed`` significantly brighter (p < 0.01 and the CI excluding 0).
 
-What it shows with the tiny models (``benchmarks/results/closed_loop.json``, ``--dpo_seeds 42 1 2``):
-every adapter moves held-out brightness significantly (p 1e-18 .. 1e-22), but *which way* is set by
-the training seed, not by the preference: "darker wins" gives -0.0018 (seed 42), +0.0059 (seed 1),
--0.0003 (seed 2, p 0.05); "brighter wins" +0.0015, -0.0052, +0.0033. With the default seed (42)
-both sanity arms pass; over seeds the loop does not reliably move the metric. The signal is lost at
-the latents: the tiny VAE has random weights, so its encoder is no inverse of its decoder -- the
-brightness of ``decode(encode(video))`` does not follow the video's (Pearson r -0.19 on the training
-videos) -- and its posterior std (1.03) exceeds the spread of its posterior mean (0.33), so the
-latents ``02_encode.py`` stores, which DPO learns from, do not carry brightness in the coordinates
-the generator decodes. The run prints this round-trip diagnostic (``closed_loop_steps.vae_round_trip``);
-the end-to-end claim needs a tiny VAE that round-trips (a trained one). The held-out statistics
-measure one adapter against the base model; whether the *method* moves the metric needs several
-``--dpo_seeds``. A trap the benchmark avoids: the tiny model barely listens to the prompt, so with
-seeds shared by all prompts (``01_generate.py``'s default) every pair is the same two noise draws and
-the held-out set only ``NUM_HELDOUT_SEEDS`` distinct videos (pseudo-replication: such a run reported
-"win rate 1.00, p = 5e-10" for 16 prompts).
+The tiny T2V model gets a VAE that round-trips (``build_tiny_cogvideox(..., round_trip_vae=True)``,
+``utils/tiny_linear_vae.py``: an exact linear autoencoder, weights set, not trained; text encoder,
+transformer and scheduler are the default tiny ones). The default tiny VAE is random: its encoder is
+no inverse of its decoder (brightness of ``decode(encoded latents)`` vs the video's: Pearson r -0.19
+on the training videos; posterior std 1.03 > spread of the posterior mean 0.33), so the latents
+``02_encode.py`` stores, which DPO learns from, did not carry brightness in the coordinates the
+generator decodes, and the direction of every adapter followed the DPO seed, not the preference
+("darker wins": -0.0018, +0.0059, -0.0003 for seeds 42, 1, 2). ``--random_vae`` reruns that. The run
+prints the round-trip diagnostic (``closed_loop_steps.vae_round_trip``): with the linear VAE r +1.00,
+posterior std 5e-5 vs spread 1.06.
+
+What it shows (``benchmarks/results/closed_loop.json``, ``--dpo_seeds 42 1 2``): the loop moves the
+metric it optimises, on held-out prompts and seeds, whichever the DPO seed: "darker wins" -0.0386,
+-0.0544, -0.0051 (seeds 42, 1, 2; p 1e-22, 1e-22, 4e-6, CIs exclude 0), "brighter wins" +0.0430,
++0.0717, +0.0472 (p 1e-22), from a base mean of 0.5065 (sd over held-out videos 0.004; the best-worst
+brightness gap of a training group: 0.009 on average). End of training: DPO loss 0.65 .. 0.67 (ln 2 =
+0.693 at the start), implicit reward accuracy 0.84 .. 0.88. The size of the move still depends on the
+seed (seed 2 "darker": 0.67 win rate). ``consistency`` (tiny random VGGT, random LPIPS) lowers its
+score for seeds 42 and 1 (-0.008, -0.047) and not for seed 2 (p 0.2); it also darkens the videos
+(seed 1: -0.043), and 41 of seed 1's 128 adapter videos are unscorable (no point reprojected), so its
+paired n is 87. The held-out statistics measure one adapter against the base model; whether the
+*method* moves the metric needs several ``--dpo_seeds``.
+
+A trap the benchmark avoids: the tiny model barely listens to the prompt, so with seeds shared by
+all prompts (``01_generate.py``'s default) every pair is the same two noise draws and the held-out
+set only ``NUM_HELDOUT_SEEDS`` distinct videos (pseudo-replication: such a run reported "win rate
+1.00, p = 5e-10" for 16 prompts).
 
     python benchmarks/closed_loop.py                      # ~10 min on 2 CPU cores; prints the table
     python benchmarks/closed_loop.py --dpo_seeds 42 1 2   # every arm 3x (the committed results, ~18 min)
@@ -57,7 +68,8 @@ the held-out set only ``NUM_HELDOUT_SEEDS`` distinct videos (pseudo-replication:
 JSON and plot are written only with ``--write`` or ``--out`` (``benchmarks/results_io.py``). Exit
 code 0 when the sanity arms move as required (``verdict.passed``), 1 when not, 2 on bad input.
 Measured with ``--threads 1`` on a shared 2-core machine: 603 s wall / 576 s CPU with one DPO
-seed, 1108 s / 1040 s with three.
+seed, 1108 s / 1040 s with three (random VAE); with the linear VAE 1068 s CPU with three seeds
+(2292 s wall on a machine loaded ~8 deep by other jobs).
 """
 
 from __future__ import annotations
