@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from generate.candidates import CandidateConfig, build_arg_parser
-from train_dpo.encode import EncodeConfig, build_encode_argparser
+from train_dpo.encode import EncodeConfig
+from train_dpo.encode_cli import build_encode_argparser
 from train_dpo.train_cli import build_train_argparser, train_config_from_args
 from utils.config_cli import config_from_args
 from utils.scripts import load_script, model_script
