@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from generate.candidates import CandidateConfig, build_arg_parser
+from generate.candidates import CandidateConfig
+from generate.candidates_cli import build_arg_parser
 from train_dpo.encode import EncodeConfig
 from train_dpo.encode_cli import build_encode_argparser
 from train_dpo.train_cli import build_train_argparser, train_config_from_args

@@ -291,7 +291,7 @@ def test_inconsistent_launcher_variables_are_a_config_error(tiny_models, fixture
                                                             capsys):
     import torch
 
-    from generate.candidates import main as candidates_main
+    from generate.candidates_cli import main as candidates_main
     from generate.pipeline import select_device
 
     monkeypatch.setenv("RANK", "4")
