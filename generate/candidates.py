@@ -23,7 +23,7 @@ groups JSON::
 ``video_path`` is relative to the output root. Every valid group of the shard is listed (in prompt
 file order) with the videos finished so far; the JSON is rewritten atomically after every video, so
 it is always complete and consistent with the files on disk. Videos are written atomically too
-(``utils.video_utils.write_video``); a re-run skips every video that exists and decodes with the
+(``utils.video_writer.write_video``); a re-run skips every video that exists and decodes with the
 expected frame count and size, and regenerates any other (corrupt) one.
 
 ``group_id`` = ``<slug of key>-<8 hex of sha1(key, prompt[, image file name])>``: deterministic,

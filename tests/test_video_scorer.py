@@ -15,7 +15,7 @@ from scoring.groups import merge_shards
 from scoring.scorer import VideoProcessor
 from train_dpo import video_scorer
 from utils.jobs import shard_path
-from utils.video_utils import write_video
+from utils.video_writer import write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures"
