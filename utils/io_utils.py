@@ -1,4 +1,5 @@
-"""Small, shared I/O helpers: atomic JSON, JSON reading with clear errors, safetensors, slugs.
+"""Small, shared I/O helpers: atomic files (bytes, JSON, any writer through :func:`atomic_target`),
+JSON reading with clear errors, normal permissions under the umask, slugs.
 
 Every stage of the VideoGPA pipeline writes a JSON manifest that a later stage (or a re-run of the
 same stage) reads. These helpers guarantee that a manifest on disk is always complete: it is
