@@ -118,12 +118,13 @@ def _perturb_(module: torch.nn.Module, generator: torch.Generator, scale: float 
             p.add_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * scale)
 
 
-def _text_encoder(vocab_size: int):
-    from transformers import T5Config, T5EncoderModel
-
-    cfg = T5Config(
+def tiny_t5_encoder(config_cls, model_cls, vocab_size: int, d_model: int):
+    """A 2-layer, 4-head T5-family text encoder (``d_kv`` 8, ``d_ff`` 64, gated GELU, no dropout) built
+    from ``config_cls`` (``T5Config`` for CogVideoX, ``UMT5Config`` for Wan2.2) as ``model_cls``
+    (``T5EncoderModel`` / ``UMT5EncoderModel``); the real models' encoders are T5-XXL / UMT5-XXL."""
+    cfg = config_cls(
         vocab_size=vocab_size,
-        d_model=TINY_TEXT_DIM,
+        d_model=d_model,
         d_kv=8,
         d_ff=64,
         num_layers=2,
@@ -135,7 +136,13 @@ def _text_encoder(vocab_size: int):
         is_encoder_decoder=False,
         use_cache=False,
     )
-    return T5EncoderModel(cfg)
+    return model_cls(cfg)
+
+
+def _text_encoder(vocab_size: int):
+    from transformers import T5Config, T5EncoderModel
+
+    return tiny_t5_encoder(T5Config, T5EncoderModel, vocab_size, TINY_TEXT_DIM)
 
 
 def _vae(invert_scale_latents: bool):

@@ -15,8 +15,8 @@ differ. What makes it Wan2.2-TI2V:
 - ``transformer/``: ``WanTransformer3DModel`` with in = out = 48 channels, ``patch_size`` (1, 2, 2),
   ``qk_norm`` ``rms_norm_across_heads``, ``cross_attn_norm`` true, ``image_dim`` null (no CLIP image
   branch: the image enters through the latent, not through cross-attention).
-- ``text_encoder/``: ``UMT5EncoderModel``; ``tokenizer/``: ``T5TokenizerFast`` (the project's tiny
-  unigram tokenizer, ``utils.tiny_models``).
+- ``text_encoder/``: ``UMT5EncoderModel`` (``utils.tiny_models.tiny_t5_encoder``); ``tokenizer/``:
+  ``T5TokenizerFast`` (the project's tiny unigram tokenizer, ``utils.tiny_models``).
 - ``scheduler/``: ``UniPCMultistepScheduler`` in flow-matching mode (``prediction_type``
   ``flow_prediction``, ``use_flow_sigmas`` true) with ``flow_shift`` 5.0.
 
@@ -35,6 +35,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
+from utils.tiny_models import _build_tokenizer, _perturb_, tiny_t5_encoder, write_pipeline_folder
 
 # Real Wan2.2 VAE latent statistics (vae/config.json of Wan-AI/Wan2.2-TI2V-5B-Diffusers), 48 channels.
 WAN22_LATENTS_MEAN = [
@@ -104,21 +106,7 @@ def _transformer():
 def _text_encoder(vocab_size: int):
     from transformers import UMT5Config, UMT5EncoderModel
 
-    cfg = UMT5Config(
-        vocab_size=vocab_size,
-        d_model=TINY_WAN_TEXT_DIM,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        relative_attention_max_distance=32,
-        feed_forward_proj="gated-gelu",
-        dropout_rate=0.0,
-        is_encoder_decoder=False,
-        use_cache=False,
-    )
-    return UMT5EncoderModel(cfg)
+    return tiny_t5_encoder(UMT5Config, UMT5EncoderModel, vocab_size, TINY_WAN_TEXT_DIM)
 
 
 def _scheduler():
@@ -149,7 +137,6 @@ def build_tiny_wan_pipeline(tokenizer, seed: int = 0):
     """
     from diffusers import WanPipeline
 
-    from utils.tiny_models import _perturb_
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -179,7 +166,6 @@ def write_tiny_wan(out_dir: str | Path, seed: int = 0) -> Path:
         ``out_dir`` as a Path; load it with ``DiffusionPipeline.from_pretrained(out_dir)`` (a
         ``WanPipeline``) or ``WanImageToVideoPipeline.from_pretrained(out_dir)`` (first-frame input).
     """
-    from utils.tiny_models import _build_tokenizer, write_pipeline_folder
 
     def build(tmp: Path):
         tokenizer = _build_tokenizer(tmp / "_tok", model_max_length=TINY_WAN_MAX_SEQ_LEN)
