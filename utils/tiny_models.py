@@ -118,6 +118,21 @@ def _perturb_(module: torch.nn.Module, generator: torch.Generator, scale: float 
             p.add_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * scale)
 
 
+def seeded_networks(seed: int, *builders) -> tuple[torch.nn.Module, ...]:
+    """The networks of a tiny pipeline, deterministic for ``seed``: ``builders[i]()`` runs under
+    ``torch.manual_seed(seed + i)`` (text encoder, VAE, transformer: ``seed``, ``seed + 1``,
+    ``seed + 2``), then every parameter of every network gets :func:`_perturb_` noise from one
+    ``torch.Generator`` seeded with ``seed``, in the same order."""
+    gen = torch.Generator().manual_seed(seed)
+    networks = []
+    for offset, build in enumerate(builders):
+        torch.manual_seed(seed + offset)
+        networks.append(build())
+    for m in networks:
+        _perturb_(m, gen)
+    return tuple(networks)
+
+
 def tiny_t5_encoder(config_cls, model_cls, vocab_size: int, d_model: int):
     """A 2-layer, 4-head T5-family text encoder (``d_kv`` 8, ``d_ff`` 64, gated GELU, no dropout) built
     from ``config_cls`` (``T5Config`` for CogVideoX, ``UMT5Config`` for Wan2.2) as ``model_cls``
@@ -259,15 +274,12 @@ def build_tiny_cogvideox(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
 
     def build(tmp: Path):
         tokenizer = _build_tokenizer(tmp / "_tok")
-        gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        text_encoder = _text_encoder(len(tokenizer))
-        torch.manual_seed(seed + 1)
-        vae = _vae(invert_scale_latents=(kind == "cogvideox1.5-t2v"))
-        torch.manual_seed(seed + 2)
-        transformer = _transformer(kind)
-        for m in (text_encoder, vae, transformer):
-            _perturb_(m, gen)
+        text_encoder, vae, transformer = seeded_networks(
+            seed,
+            lambda: _text_encoder(len(tokenizer)),
+            lambda: _vae(invert_scale_latents=(kind == "cogvideox1.5-t2v")),
+            lambda: _transformer(kind),
+        )
         cls = CogVideoXImageToVideoPipeline if kind == "cogvideox-i2v" else CogVideoXPipeline
         return cls(
             tokenizer=tokenizer,

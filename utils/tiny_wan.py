@@ -34,9 +34,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from utils.tiny_models import _build_tokenizer, _perturb_, tiny_t5_encoder, write_pipeline_folder
+from utils.tiny_models import _build_tokenizer, seeded_networks, tiny_t5_encoder, write_pipeline_folder
 
 # Real Wan2.2 VAE latent statistics (vae/config.json of Wan-AI/Wan2.2-TI2V-5B-Diffusers), 48 channels.
 WAN22_LATENTS_MEAN = [
@@ -132,21 +130,13 @@ def build_tiny_wan_pipeline(tokenizer, seed: int = 0):
     """A tiny random ``WanPipeline`` (``expand_timesteps=True``) around ``tokenizer``; not saved.
 
     Weights are seeded (``seed`` for the text encoder, ``seed + 1`` the VAE, ``seed + 2`` the
-    transformer) and every parameter gets seeded noise (``utils.tiny_models._perturb_``), so that
+    transformer) and every parameter gets seeded noise (``utils.tiny_models.seeded_networks``), so that
     zero-initialised output layers do not make the model a trivial identity.
     """
     from diffusers import WanPipeline
 
 
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    text_encoder = _text_encoder(len(tokenizer))
-    torch.manual_seed(seed + 1)
-    vae = _vae()
-    torch.manual_seed(seed + 2)
-    transformer = _transformer()
-    for m in (text_encoder, vae, transformer):
-        _perturb_(m, gen)
+    text_encoder, vae, transformer = seeded_networks(seed, lambda: _text_encoder(len(tokenizer)), _vae, _transformer)
     return WanPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
