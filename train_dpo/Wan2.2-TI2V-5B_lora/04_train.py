@@ -12,7 +12,7 @@ beta 1.0, 10,000 steps, 500 warm-up, 8 GPUs x 1 pair x accumulation 2, clip 1.0,
 (flow matching, t ~ U{1..999}, flow shift from the scheduler config: 5.0, clean first frame for
 TI2V) is ``train_dpo/families/wan.py``; the model family is picked from the checkpoint.
 Shared code: ``train_dpo/train_cli.py`` (command line), ``train_dpo/families/wan.py`` (objective),
-``train_dpo/dataset.py`` (pairs), ``train_dpo/loss.py`` (loss).
+``train_dpo/pairs.py`` (pairs), ``train_dpo/loss.py`` (loss).
 """
 
 import sys
