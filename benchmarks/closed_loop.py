@@ -31,22 +31,33 @@ surely learn), ``sanity-reversed`` (the same, winners = brighter: must move the 
 reported, not required). The loop works when ``sanity`` gets significantly darker and
 ``sanity-reversed`` significantly brighter (p < 0.01 and the CI excluding 0).
 
-What it shows with the tiny models (``benchmarks/results/closed_loop.json``, ``--dpo_seeds 42 1 2``):
-every adapter moves held-out brightness significantly (p 1e-18 .. 1e-22), but *which way* is set by
-the training seed, not by the preference: "darker wins" gives -0.0018 (seed 42), +0.0059 (seed 1),
--0.0003 (seed 2, p 0.05); "brighter wins" +0.0015, -0.0052, +0.0033. With the default seed (42)
-both sanity arms pass; over seeds the loop does not reliably move the metric. The signal is lost at
-the latents: the tiny VAE has random weights, so its encoder is no inverse of its decoder -- the
-brightness of ``decode(encode(video))`` does not follow the video's (Pearson r -0.19 on the training
-videos) -- and its posterior std (1.03) exceeds the spread of its posterior mean (0.33), so the
-latents ``03_encode.py`` stores, which DPO learns from, do not carry brightness in the coordinates
-the generator decodes. The run prints this round-trip diagnostic (``closed_loop_steps.vae_round_trip``);
-the end-to-end claim needs a tiny VAE that round-trips (a trained one). The held-out statistics
-measure one adapter against the base model; whether the *method* moves the metric needs several
-``--dpo_seeds``. A trap the benchmark avoids: the tiny model barely listens to the prompt, so with
-seeds shared by all prompts (``01_generate.py``'s default) every pair is the same two noise draws and
-the held-out set only ``NUM_HELDOUT_SEEDS`` distinct videos (pseudo-replication: such a run reported
-"win rate 1.00, p = 5e-10" for 16 prompts).
+The tiny T2V model gets a VAE that round-trips (``build_tiny_cogvideox(..., round_trip_vae=True)``,
+``utils/tiny_linear_vae.py``: an exact linear autoencoder, weights set, not trained; text encoder,
+transformer and scheduler are the default tiny ones). The default tiny VAE is random: its encoder is
+no inverse of its decoder (brightness of ``decode(encoded latents)`` vs the video's: Pearson r -0.19
+on the training videos; posterior std 1.03 > spread of the posterior mean 0.33), so the latents
+``03_encode.py`` stores, which DPO learns from, did not carry brightness in the coordinates the
+generator decodes, and the direction of every adapter followed the DPO seed, not the preference
+("darker wins": -0.0018, +0.0059, -0.0003 for seeds 42, 1, 2). ``--random_vae`` reruns that. The run
+prints the round-trip diagnostic (``closed_loop_steps.vae_round_trip``): with the linear VAE r +1.00,
+posterior std 5e-5 vs spread 1.06.
+
+What it shows (``benchmarks/results/closed_loop.json``, ``--dpo_seeds 42 1 2``): the loop moves the
+metric it optimises, on held-out prompts and seeds, whichever the DPO seed: "darker wins" -0.0386,
+-0.0544, -0.0051 (seeds 42, 1, 2; p 1e-22, 1e-22, 4e-6, CIs exclude 0), "brighter wins" +0.0430,
++0.0717, +0.0472 (p 1e-22), from a base mean of 0.5065 (sd over held-out videos 0.004; the best-worst
+brightness gap of a training group: 0.009 on average). End of training: DPO loss 0.65 .. 0.67 (ln 2 =
+0.693 at the start), implicit reward accuracy 0.84 .. 0.88. The size of the move still depends on the
+seed (seed 2 "darker": 0.67 win rate). ``consistency`` (tiny random VGGT, random LPIPS) lowers its
+score for seeds 42 and 1 (-0.008, -0.047) and not for seed 2 (p 0.2); it also darkens the videos
+(seed 1: -0.043), and 41 of seed 1's 128 adapter videos are unscorable (no point reprojected), so its
+paired n is 87. The held-out statistics measure one adapter against the base model; whether the
+*method* moves the metric needs several ``--dpo_seeds``.
+
+A trap the benchmark avoids: the tiny model barely listens to the prompt, so with seeds shared by
+all prompts (``01_generate.py``'s default) every pair is the same two noise draws and the held-out
+set only ``NUM_HELDOUT_SEEDS`` distinct videos (pseudo-replication: such a run reported "win rate
+1.00, p = 5e-10" for 16 prompts).
 
     python benchmarks/closed_loop.py                      # ~10 min on 2 CPU cores; prints the table
     python benchmarks/closed_loop.py --dpo_seeds 42 1 2   # every arm 3x (the committed results, ~18 min)
@@ -58,7 +69,8 @@ the held-out set only ``NUM_HELDOUT_SEEDS`` distinct videos (pseudo-replication:
 JSON and plot are written only with ``--write`` or ``--out`` (``benchmarks/results_io.py``). Exit
 code 0 when the sanity arms move as required (``verdict.passed``), 1 when not, 2 on bad input.
 Measured with ``--threads 1`` on a shared 2-core machine: 603 s wall / 576 s CPU with one DPO
-seed, 1108 s / 1040 s with three.
+seed, 1108 s / 1040 s with three (random VAE); with the linear VAE 1068 s CPU with three seeds
+(2292 s wall on a machine loaded ~8 deep by other jobs).
 """
 
 from __future__ import annotations
@@ -170,14 +182,16 @@ def run_closed_loop(args, run_dir: Path) -> dict:
     """Run every stage in ``run_dir``; returns the results dict (also the JSON written)."""
     from evaluation.stats import paired_comparison
     from metrics.lpips_weights import build_random_lpips_weights
-    from utils.tiny_models import ensure_tiny_models
+    from utils.tiny_models import build_tiny_cogvideox, ensure_tiny_models
 
     t0, c0 = time.perf_counter(), cpu_seconds()
     stages = CpuStages()
     consistency_arms = {a for a in args.arms if ARMS[a][0] == "consistency_score"}
     with stages.stage("tiny models"):
-        names = ("cogvideox-t2v", "vggt") if consistency_arms else ("cogvideox-t2v",)
-        paths = ensure_tiny_models(args.tiny_root, names=names)
+        paths = ensure_tiny_models(args.tiny_root, names=("vggt",)) if consistency_arms else {}
+        # the tiny T2V model with a VAE that round-trips (the default tiny VAE is random), or without
+        paths["cogvideox-t2v"] = build_tiny_cogvideox(
+            "cogvideox-t2v", run_dir / "model" / "cogvideox-t2v", seed=0, round_trip_vae=not args.random_vae)
         if consistency_arms:  # the demo's tiny scorer: tiny random VGGT, random LPIPS weights
             vgg, lin = build_random_lpips_weights(run_dir / "lpips_random", seed=0, width=0.25)
             score = ["--vggt_model", str(paths["vggt"]), "--num_frames", "8", "--image_size", "112",
@@ -284,7 +298,7 @@ def run_closed_loop(args, run_dir: Path) -> dict:
         "settings": {k: getattr(args, k) for k in (
             "train_prompts", "train_seeds", "heldout_prompts", "heldout_seeds", "heldout_seed_start",
             "prompt_seed", "inference_steps", "lora_rank", "lora_alpha", "learning_rate", "max_steps",
-            "warmup_steps", "batch_size", "beta", "dpo_seeds",
+            "warmup_steps", "batch_size", "beta", "dpo_seeds", "random_vae",
         )} | {"pair_rules": TINY_PAIR_RULES, "alpha": ALPHA},
         "runtime": {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "stages_wall_s": stages.seconds,
                     "stages_cpu_s": stages.cpu_seconds},
@@ -329,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train every arm once per seed (04_train.py --seed): is the direction robust?")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's, one per core); 1 is fairer on a busy machine")
-    p.add_argument("--tiny_root", default=str(ROOT / "checkpoints" / "tiny"))
+    p.add_argument("--tiny_root", default=str(ROOT / "checkpoints" / "tiny"), help="where the tiny VGGT is")
+    p.add_argument("--random_vae", action="store_true",
+                   help="the default tiny VAE (random weights, no round trip) instead of the linear one")
     p.add_argument("--run_dir", default=None, help="keep every file here (default: a temp folder, removed)")
     add_output_args(p, NAME)
     return p

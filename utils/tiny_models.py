@@ -254,8 +254,15 @@ def _scheduler():
     )
 
 
-def build_tiny_cogvideox(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
+def build_tiny_cogvideox(
+    kind: str, out_dir: str | Path, seed: int = 0, round_trip_vae: bool = False
+) -> Path:
     """Write a tiny diffusers CogVideoX pipeline folder for ``kind`` (one of ``TINY_NAMES[:3]``).
+
+    ``round_trip_vae``: replace the random VAE weights by an exact linear autoencoder
+    (``utils.tiny_linear_vae``: ``decode(encode(decode(z))) = decode(z)``), for experiments that
+    encode the model's own videos again (``benchmarks/closed_loop.py``). Text encoder, transformer
+    and scheduler are the same as without it; the default (False) is the models every test uses.
 
     The folder is written to a temporary sibling and renamed into place, so a half-built model is
     never left at ``out_dir``. The result is deterministic for a given ``seed``: the same seed gives
@@ -272,6 +279,8 @@ def build_tiny_cogvideox(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
     if kind not in TINY_NAMES[:3]:
         raise ValueError(f"unknown tiny CogVideoX kind {kind!r}; expected one of {TINY_NAMES[:3]}")
 
+    info = {"kind": kind, "seed": seed}
+
     def build(tmp: Path):
         tokenizer = _build_tokenizer(tmp / "_tok")
         text_encoder, vae, transformer = seeded_networks(
@@ -280,6 +289,11 @@ def build_tiny_cogvideox(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
             lambda: _vae(invert_scale_latents=(kind == "cogvideox1.5-t2v")),
             lambda: _transformer(kind),
         )
+        if round_trip_vae:
+            from utils.tiny_linear_vae import make_linear_autoencoder_
+
+            make_linear_autoencoder_(vae, seed=seed + 3)
+            info["vae"] = "exact linear autoencoder (utils/tiny_linear_vae.py)"
         cls = CogVideoXImageToVideoPipeline if kind == "cogvideox-i2v" else CogVideoXPipeline
         return cls(
             tokenizer=tokenizer,
@@ -289,7 +303,7 @@ def build_tiny_cogvideox(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
             scheduler=_scheduler(),
         )
 
-    return write_pipeline_folder(build, out_dir, {"kind": kind, "seed": seed})
+    return write_pipeline_folder(build, out_dir, info)
 
 
 def write_pipeline_folder(build, out_dir: str | Path, info: dict) -> Path:
