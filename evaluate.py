@@ -30,9 +30,10 @@ REPO_ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from evaluation.run import main as run_main  # noqa: E402
-from utils.scripts import script_defaults  # noqa: E402
+from utils.scripts import script_constants  # noqa: E402
 
-# --- configuration (every value can be overridden on the command line; None = the preset's value) ---
+# --- configuration (every value can be overridden on the command line; None = the preset's value;
+# any option of --help can be set here as an UPPER_CASE constant, a name that is no option exits 2) ---
 PRESET = "tiny"  # tiny (CPU demo) | cogvideox-5b | cogvideox-5b-i2v | cogvideox1.5-5b (released settings)
 OUTPUT_DIR = None  # None: runs/evaluate/<preset>
 VIDEOS_DIR = None  # None: <OUTPUT_DIR>/videos (with --score_only: any folder of <prompt_id>/seed_*.mp4)
@@ -71,7 +72,7 @@ TINY_ROOT = str(REPO_ROOT / "checkpoints" / "tiny")
 
 def main(argv=None) -> int:
     """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad input, 1 failure)."""
-    return run_main(argv, script_defaults(globals()))
+    return run_main(argv, script_constants(globals()))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ def generate_with_own_seeds(
     (``generate.candidates.generate_candidates``, one ``groups`` part per prompt, joined by
     ``merge_shards``) with one pipeline loaded by ``generate.pipeline.load_pipeline``, adapter included.
     """
-    from generate.candidates import CandidateConfig, generate_candidates, merge_shards
+    from generate.candidate_shards import merge_shards
+    from generate.candidates import CandidateConfig, generate_candidates
     from generate.pipeline import load_pipeline
 
     prompts = read_json(prompts_json)

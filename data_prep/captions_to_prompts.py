@@ -20,8 +20,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data_prep.prompts import prompt_id, with_motion  # noqa: E402
-from utils.io_utils import JSONInputError, atomic_write_json, read_json  # noqa: E402
+from data_prep.prompts import prompt_id, with_motion, write_prompts_main  # noqa: E402
+from utils.io_utils import JSONInputError, read_json  # noqa: E402
 
 logger = logging.getLogger("captions_to_prompts")
 
@@ -67,15 +67,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=None, help="shuffle with this seed before taking --num_prompts")
     p.add_argument("--add_motion", action="store_true", help="append a camera-motion phrase to each prompt")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        prompts = captions_to_prompts(read_json(args.captions_json), args.num_prompts, args.seed, args.add_motion)
-    except JSONInputError as e:
-        logger.error("%s", e)
-        return 2
-    atomic_write_json(args.output_json, prompts)
-    logger.info("wrote %d prompts to %s", len(prompts), args.output_json)
-    return 0
+    return write_prompts_main(
+        lambda: captions_to_prompts(read_json(args.captions_json), args.num_prompts, args.seed, args.add_motion),
+        args.output_json,
+    )
 
 
 if __name__ == "__main__":

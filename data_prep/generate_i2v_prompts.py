@@ -24,8 +24,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data_prep.prompts import with_motion  # noqa: E402
-from utils.io_utils import JSONInputError, atomic_write_json, read_json, slugify  # noqa: E402
+from data_prep.prompts import with_motion, write_prompts_main  # noqa: E402
+from utils.io_utils import read_json, slugify  # noqa: E402
 
 logger = logging.getLogger("generate_i2v_prompts")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
@@ -80,19 +80,12 @@ def main(argv=None) -> int:
     p.add_argument("--base_prompt", default="A photorealistic scene showing {name}.")
     p.add_argument("--relative_to", default=None, help="write image paths relative to this folder")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
+
+    def build() -> dict:
         captions = read_json(args.captions) if args.captions else None
-        prompts = generate_i2v_prompts(args.image_dir, captions, args.base_prompt, args.relative_to)
-    except (JSONInputError, FileNotFoundError) as e:
-        logger.error("%s", e)
-        return 2
-    if not prompts:
-        logger.error("no readable images in %s", args.image_dir)
-        return 2
-    atomic_write_json(args.output_json, prompts)
-    logger.info("wrote %d prompts to %s", len(prompts), args.output_json)
-    return 0
+        return generate_i2v_prompts(args.image_dir, captions, args.base_prompt, args.relative_to)
+
+    return write_prompts_main(build, args.output_json, empty_error=f"no readable images in {args.image_dir}")
 
 
 if __name__ == "__main__":

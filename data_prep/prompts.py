@@ -4,14 +4,21 @@ The prompts JSON read by inference and candidate generation is::
 
     {"<prompt id>": {"text_prompt": "...", "image_prompt": "path/to/first_frame.png"}, ...}
 
-(``image_prompt`` only for image-to-video). VideoGPA's preference signal rewards 3-D consistency,
+(``image_prompt`` only for image-to-video); the scripts build it and write it with
+:func:`write_prompts_main`. VideoGPA's preference signal rewards 3-D consistency,
 which a static camera cannot show, so every prompt can be given an explicit camera-motion phrase.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+from typing import Callable
+
+from utils.io_utils import JSONInputError, atomic_write_json
+
+logger = logging.getLogger(__name__)
 
 # Camera-motion phrases appended to prompts, so that generated candidates move the camera and the
 # geometry scorer has parallax to judge (static videos are filtered out by ``motion_norm`` later).
@@ -52,3 +59,28 @@ def with_motion(text: str, index: int) -> str:
     if text and text[-1] not in ".!?":
         text += "."
     return f"{text} {motion_phrase(index)}".strip()
+
+
+def write_prompts_main(build: Callable[[], dict], output_json: str, empty_error: str | None = None) -> int:
+    """Body of a ``data_prep`` script: ``build()`` the prompts and write them to ``output_json`` atomically.
+
+    Args:
+        build: returns the prompts dict; may raise ``JSONInputError`` / ``FileNotFoundError`` (bad input).
+        output_json: where the prompts JSON goes (nothing is written on error).
+        empty_error: when given, no prompts is bad input with this message.
+
+    Returns:
+        The exit code: 0 written, 2 bad input (the error is logged).
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        prompts = build()
+    except (JSONInputError, FileNotFoundError) as e:
+        logger.error("%s", e)
+        return 2
+    if not prompts and empty_error is not None:
+        logger.error("%s", empty_error)
+        return 2
+    atomic_write_json(output_json, prompts)
+    logger.info("wrote %d prompts to %s", len(prompts), output_json)
+    return 0

@@ -47,49 +47,57 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in str(text).split(",") if x.strip()]
 
 
-def build_parser(defaults: Mapping[str, Any]) -> argparse.ArgumentParser:
-    """Command line of ``evaluate.py``; ``defaults`` are its constants (lower-case names, None = preset's)."""
-    from evaluation.presets import PRESETS
+def build_parser(constants: Mapping[str, Any] | None = None) -> argparse.ArgumentParser:
+    """Command line of ``evaluate.py``.
+
+    Args:
+        constants: the script's constants but ``ARMS`` (``{"PRESET": "cogvideox-5b", ...}``), defaults
+            of the options of the same name (None = the preset's value).
+
+    Raises:
+        SystemExit(2): a constant names no option (message naming it and the nearest option).
+    """
+    from evaluation.presets import PRESETS, REPO_ROOT
     from scoring.reprojection import POINTS_SOURCES
+    from utils.config_cli import apply_constants
     from utils.launcher import SHARD_HELP, launch_info
 
-    d = dict(defaults)
     p = argparse.ArgumentParser(description="VideoGPA evaluation: base model vs adapters, paired statistics.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), default=d["preset"])
-    p.add_argument("--output_dir", default=d["output_dir"], help="default: runs/evaluate/<preset>")
-    p.add_argument("--videos_dir", default=d["videos_dir"], help="default: <output_dir>/videos")
-    p.add_argument("--base_model", default=d["base_model"])
-    p.add_argument("--kind", choices=("t2v", "i2v"), default=d["kind"])
-    p.add_argument("--prompts_json", default=d["prompts_json"], help="captions or prompts JSON (T2V, or I2V with image_prompt)")
-    p.add_argument("--images_dir", default=d["images_dir"], help="I2V: folder of first frames (+ captions.json)")
-    p.add_argument("--num_prompts", type=int, default=d["num_prompts"])
-    p.add_argument("--seeds", type=_ints, default=d["seeds"], help="comma list, e.g. 456 or 0,1,2")
-    p.add_argument("--lora_weights", type=_floats, default=d["lora_weights"], help="comma list, e.g. 0.2,0.5,1.0")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    p.add_argument("--output_dir", default=None, help="default: runs/evaluate/<preset>")
+    p.add_argument("--videos_dir", default=None, help="default: <output_dir>/videos")
+    p.add_argument("--base_model", default=None)
+    p.add_argument("--kind", choices=("t2v", "i2v"), default=None)
+    p.add_argument("--prompts_json", default=None, help="captions or prompts JSON (T2V, or I2V with image_prompt)")
+    p.add_argument("--images_dir", default=None, help="I2V: folder of first frames (+ captions.json)")
+    p.add_argument("--num_prompts", type=int, default=None)
+    p.add_argument("--seeds", type=_ints, default=None, help="comma list, e.g. 456 or 0,1,2")
+    p.add_argument("--lora_weights", type=_floats, default=None, help="comma list, e.g. 0.2,0.5,1.0")
     p.add_argument("--arm", action="append", default=[], metavar="NAME=ADAPTER",
                    help="adapter arm (repeatable), e.g. dpo=checkpoints/VideoGPA-T2V-lora; NAME= skips the arm")
-    p.add_argument("--num_inference_steps", type=int, default=d["num_inference_steps"])
-    p.add_argument("--guidance_scale", type=float, default=d["guidance_scale"])
-    p.add_argument("--fps", type=float, default=d["fps"])
-    p.add_argument("--num_frames", type=int, default=d["num_frames"], help="video frames (default: the checkpoint's)")
-    p.add_argument("--height", type=int, default=d["height"])
-    p.add_argument("--width", type=int, default=d["width"])
+    p.add_argument("--num_inference_steps", type=int, default=None)
+    p.add_argument("--guidance_scale", type=float, default=None)
+    p.add_argument("--fps", type=float, default=None)
+    p.add_argument("--num_frames", type=int, default=None, help="video frames (default: the checkpoint's)")
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--width", type=int, default=None)
     p.add_argument("--gpu_id", type=int, default=None)
     p.add_argument("--offload", choices=("none", "model", "sequential"), default="none")
-    p.add_argument("--score_num_frames", type=int, default=d["score_num_frames"], help="frames per video for geometry metrics")
-    p.add_argument("--image_size", type=int, default=d["image_size"])
-    p.add_argument("--conf_thres", type=float, default=d["conf_thres"])
-    p.add_argument("--points_source", choices=POINTS_SOURCES, default=d["points_source"],
+    p.add_argument("--score_num_frames", type=int, default=None, help="frames per video for geometry metrics")
+    p.add_argument("--image_size", type=int, default=None)
+    p.add_argument("--conf_thres", type=float, default=None)
+    p.add_argument("--points_source", choices=POINTS_SOURCES, default=None,
                    help="world points of the reprojection: point_head (released reward) or depth (tiny preset)")
-    p.add_argument("--mask_uncovered", action=argparse.BooleanOptionalAction, default=d["mask_uncovered"],
+    p.add_argument("--mask_uncovered", action=argparse.BooleanOptionalAction, default=False,
                    help="metrics on covered pixels only (default off: released, holes black and counted)")
-    p.add_argument("--lpips_weight", type=float, default=d["lpips_weight"])
-    p.add_argument("--geometry_model", default=d["geometry_model"], help="geometry backbone: vggt or da3 (released benchmark: da3)")
-    p.add_argument("--geometry_weights", default=d["geometry_weights"], help="hub id, folder or weights file")
-    p.add_argument("--lpips_vgg_weights", default=d["lpips_vgg_weights"])
-    p.add_argument("--lpips_lin_weights", default=d["lpips_lin_weights"])
-    p.add_argument("--device", default=d["device"], help="scoring device (default: CUDA if available)")
-    p.add_argument("--bootstrap_resamples", type=int, default=d["bootstrap_resamples"])
+    p.add_argument("--lpips_weight", type=float, default=1.0)
+    p.add_argument("--geometry_model", default=None, help="geometry backbone: vggt or da3 (released benchmark: da3)")
+    p.add_argument("--geometry_weights", default=None, help="hub id, folder or weights file")
+    p.add_argument("--lpips_vgg_weights", default=None)
+    p.add_argument("--lpips_lin_weights", default=None)
+    p.add_argument("--device", default=None, help="scoring device (default: CUDA if available)")
+    p.add_argument("--bootstrap_resamples", type=int, default=None)
     p.add_argument("--score_only", action="store_true", help="score the videos in --videos_dir, generate nothing")
     p.add_argument("--retry_errors", action="store_true", help="redo rows of scores.csv that have an error")
     p.add_argument("--overwrite", action="store_true",
@@ -101,7 +109,8 @@ def build_parser(defaults: Mapping[str, Any]) -> argparse.ArgumentParser:
     p.add_argument("--merge", action="store_true", help="join the shard CSVs into scores.csv and summarise")
     p.add_argument("--summarize", metavar="CSV", default=None,
                    help="only summarise this scores CSV (this project's or the released one) into --output_dir")
-    p.add_argument("--tiny_root", default=d["tiny_root"])
+    p.add_argument("--tiny_root", default=str(REPO_ROOT / "checkpoints" / "tiny"))
+    apply_constants(p, constants or {})
     return p
 
 
@@ -352,8 +361,10 @@ def _cpu_threads(n: int | None):
         torch.set_num_threads(old)
 
 
-def main(argv: Sequence[str] | None, defaults: Mapping[str, Any]) -> int:
-    """Entry point of ``evaluate.py``; ``defaults`` are its constants (``script_defaults``)."""
+def main(argv: Sequence[str] | None, constants: Mapping[str, Any]) -> int:
+    """Entry point of ``evaluate.py``; ``constants`` are its UPPER_CASE constants
+    (``utils.scripts.script_constants``): ``ARMS`` (adapter arms) and defaults of the options of the
+    same name. Raises SystemExit(2) for a constant that names no option."""
     from evaluation.arms import ArmSpecError
     from evaluation.scores_csv import ScoresFormatError
     from evaluation.summary import summarize_csv
@@ -363,10 +374,11 @@ def main(argv: Sequence[str] | None, defaults: Mapping[str, Any]) -> int:
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    defaults = dict(defaults)
-    constants_arms = defaults.pop("arms", {}) or {}
+    constants = dict(constants)
+    constants_arms = constants.pop("ARMS", None) or {}
+    parser = build_parser(constants)  # outside the try: a misspelled constant exits 2 (SystemExit)
     try:
-        args = build_parser(defaults).parse_args(argv)  # inside: inconsistent launcher variables are bad input
+        args = parser.parse_args(argv)  # inside: inconsistent launcher variables are bad input
         if args.summarize:
             out = Path(args.output_dir) if args.output_dir else Path(args.summarize).parent
             s = summarize_csv(args.summarize, out, n_resamples=args.bootstrap_resamples or 10_000)

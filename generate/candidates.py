@@ -23,7 +23,7 @@ groups JSON::
 ``video_path`` is relative to the output root. Every valid group of the shard is listed (in prompt
 file order) with the videos finished so far; the JSON is rewritten atomically after every video, so
 it is always complete and consistent with the files on disk. Videos are written atomically too
-(``utils.video_utils.write_video``); a re-run skips every video that exists and decodes with the
+(``utils.video_writer.write_video``); a re-run skips every video that exists and decodes with the
 expected frame count and size, and regenerates any other (corrupt) one.
 
 ``group_id`` = ``<slug of key>-<8 hex of sha1(key, prompt[, image file name])>``: deterministic,
@@ -32,42 +32,26 @@ file-system safe, and new when the prompt text changes.
 Sharding (``utils.jobs``, shared with the scorer and the encoder): ``--num_shards K --shard_index i``
 gives shard ``i`` a contiguous block of the prompt entries, so concatenating the shards in index
 order restores the prompt file order; merge them with ``--merge`` (01_generate.py) or
-``python -m generate.candidates merge --output_dir DIR`` (every shard must be there and written
-with the same settings, else exit 2).
+``python -m generate.candidates_cli merge --output_dir DIR`` (``generate.candidate_shards``: every
+shard must be there and written with the same settings, else exit 2). Command line:
+``generate.candidates_cli``.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-if __package__ in (None, ""):  # `python generate/candidates.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from generate.model_defaults import read_model_defaults, resolve_video_size  # noqa: E402
-from generate.pipeline import (  # noqa: E402
-    OFFLOAD_MODES,
-    GenerationConfigError,
-    launcher_info,
-    generate_video,
-    load_image,
-    load_pipeline,
-    save_video,
-)
-from generate.prompts import PromptEntry, load_prompt_entries  # noqa: E402
-from utils.config_cli import Arg, build_config_parser, config_from_args  # noqa: E402
-from utils.io_utils import JSONInputError, atomic_write_json, read_json, slugify  # noqa: E402
-from utils.jobs import find_shards, merge_shard_files, shard_path, shard_range  # noqa: E402
-from utils.launcher import SHARD_HELP, LaunchInfo  # noqa: E402
-from utils.log_filters import quiet_expected_messages  # noqa: E402
-from utils.lora import LoraAdapterError  # noqa: E402
+from generate.model_defaults import read_model_defaults, resolve_video_size
+from generate.pipeline import GenerationConfigError, generate_video, load_image, load_pipeline, save_video
+from generate.prompts import PromptEntry, load_prompt_entries
+from utils.io_utils import JSONInputError, atomic_write_json, read_json, slugify
+from utils.jobs import shard_path, shard_range
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +62,6 @@ __all__ = [
     "video_relpath",
     "video_is_complete",
     "generate_candidates",
-    "merge_shards",
-    "build_arg_parser",
-    "run_from_args",
-    "main",
 ]
 
 GROUPS_JSON_NAME = "groups.json"
@@ -342,195 +322,3 @@ def generate_candidates(cfg: CandidateConfig, pipe=None) -> dict:
     logger.info("done: %d groups, %d videos, %d bad prompt entries -> %s",
                 len(doc["groups"]), n_videos, len(errors), out_json)
     return doc
-
-
-def merge_shards(shard_jsons: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> dict:
-    """Join shard groups JSONs into one groups JSON (atomic write to ``out_path``, :func:`utils.jobs.merge_shard_files`).
-
-    Groups keep the shard order (shard 0 first), which is the prompt file order. A group present in
-    several shards (e.g. runs with different K) is listed once with the union of its videos. Each
-    shard's ``video_root`` is re-expressed relative to ``out_path``'s folder.
-
-    Args:
-        shard_jsons: the shard files, e.g. from :func:`utils.jobs.find_shards`.
-        out_path: the merged groups JSON.
-    Returns:
-        The merged document (``config.shard`` removed, ``config.merged_from`` = shard count).
-    Raises:
-        JSONInputError: a shard file is missing/malformed/has no ``groups`` list, the shards point
-            to different output roots, or were generated with different settings (``config`` other
-            than ``shard``: :class:`utils.jobs.ShardError`); the message names the file.
-    """
-    out_path = Path(out_path)
-    paths = [Path(sp) for sp in shard_jsons]
-
-    def settings_of(doc: Any) -> dict | None:
-        cfg = doc.get("config") if isinstance(doc, dict) else None
-        return {k: v for k, v in cfg.items() if k != "shard"} if isinstance(cfg, dict) else None
-
-    def combine(docs: list) -> dict:
-        merged: dict[str, dict] = {}
-        errors: list[dict] = []
-        roots: set[Path] = set()
-        config: dict | None = None
-        for sp, doc in zip(paths, docs):
-            if not isinstance(doc, dict) or not isinstance(doc.get("groups"), list):
-                raise JSONInputError(f"{sp}: not a groups JSON (no 'groups' list)")
-            roots.add((sp.parent / doc.get("video_root", ".")).resolve())
-            if config is None and isinstance(doc.get("config"), dict):
-                config = settings_of(doc)
-            errors.extend(doc.get("errors") or [])
-            for i, g in enumerate(doc["groups"]):
-                if not isinstance(g, dict) or "group_id" not in g:
-                    raise JSONInputError(f"{sp}: groups[{i}] has no 'group_id'")
-                if g["group_id"] not in merged:
-                    merged[g["group_id"]] = {**g, "videos": list(g.get("videos") or [])}
-                    continue
-                have = {v["seed"] for v in merged[g["group_id"]]["videos"]}
-                merged[g["group_id"]]["videos"] += [v for v in g.get("videos") or [] if v["seed"] not in have]
-                merged[g["group_id"]]["videos"].sort(key=lambda v: v["seed"])
-                logger.warning("group %s appears in several shards; videos merged", g["group_id"])
-        if len(roots) > 1:
-            raise JSONInputError(f"shards {list(map(str, paths))} point to different output roots {sorted(map(str, roots))}")
-        root = roots.pop() if roots else out_path.parent.resolve()
-        return {
-            "groups": list(merged.values()),
-            "errors": errors,
-            "video_root": Path(os.path.relpath(root, out_path.parent.resolve())).as_posix(),
-            "config": {**(config or {}), "merged_from": len(paths)},
-        }
-
-    out = merge_shard_files(paths, out_path, combine, settings_of)
-    logger.info("merged %d shard(s): %d groups -> %s", len(paths), len(out["groups"]), out_path)
-    return out
-
-
-# ------------------------------------------------------------------------------------------------
-# command line
-# ------------------------------------------------------------------------------------------------
-
-
-CANDIDATE_ARGS: dict[str, dict[str, str | Arg]] = {
-    "model and prompts": {
-        "base_model": "diffusers folder or hub id",
-        "kind": Arg("text-to-video or image-to-video", choices=("t2v", "i2v")),
-        "prompts_json": "prompts or captions JSON",
-        "output_dir": "output root of <group_id>/seed_<seed>.mp4",
-        "groups_json": "groups JSON (none: <output_dir>/groups.json)",
-        "num_prompts": "only the first N prompt entries (none: all)",
-    },
-    "sampling": {
-        "num_seeds": "videos per prompt",
-        "seed_start": "seeds seed_start .. seed_start + num_seeds - 1",
-        "num_frames": "frames per video (none: the checkpoint's)",
-        "height": "height in pixels (none: the checkpoint's)",
-        "width": "width in pixels (none: the checkpoint's)",
-        "num_inference_steps": "sampler steps",
-        "guidance_scale": "classifier-free guidance scale",
-        "fps": "frame rate of the written mp4",
-        "lora_path": "generate with a LoRA adapter (e.g. for a 2nd round)",
-        "lora_scale": "multiplier of the LoRA delta",
-    },
-    "hardware and sharding": {
-        "num_shards": f"split the prompts into K shards ({SHARD_HELP})",
-        "shard_index": "which shard this process generates",
-        "gpu_id": "CUDA device index (none: $LOCAL_RANK, else 0)",
-        "offload": Arg("CPU offloading of the pipeline", choices=tuple(OFFLOAD_MODES)),
-    },
-}
-
-
-def build_arg_parser(
-    constants: Mapping[str, Any] | None = None, description: str | None = None
-) -> argparse.ArgumentParser:
-    """Parser of ``01_generate.py`` / ``python -m generate.candidates generate``: every
-    :class:`CandidateConfig` field plus ``--merge``.
-
-    Args:
-        constants: a per-model script's settings (``{"BASE_MODEL": ..., "KIND": "i2v"}``, any case).
-    The shard defaults come from the launcher environment (:mod:`utils.launcher`); inconsistent
-    launcher variables do not raise here: the parsed namespace carries ``launch_error`` and
-    :func:`run_from_args` reports it (exit code 2).
-
-    Raises:
-        SystemExit(2): a constant names no setting (message names it and the nearest one).
-    """
-    try:
-        launch, launch_error = launcher_info(), None
-    except GenerationConfigError as e:  # e.g. RANK=4 with WORLD_SIZE=4: reported by run_from_args
-        launch, launch_error = LaunchInfo(), str(e)
-    p = build_config_parser(
-        CandidateConfig, CANDIDATE_ARGS, constants=constants,
-        defaults={"num_shards": launch.num_shards, "shard_index": launch.shard_index},
-        description=description or "Generate DPO candidate videos (several seeds per prompt).",
-    )  # fmt: skip
-    p.set_defaults(launch_error=launch_error)
-    p.add_argument("--merge", action="store_true",
-                   help="do not generate: merge the shard JSONs of --groups_json into it")  # fmt: skip
-    return p
-
-
-def _setup_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    quiet_expected_messages()
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run generation (or ``--merge``) from parsed :func:`build_arg_parser` arguments; returns the exit code.
-
-    0: done (bad prompt entries are recorded in the JSON's ``errors`` and logged, not fatal);
-    2: configuration error (message on stderr).
-    """
-    _setup_logging()
-    try:
-        if getattr(args, "launch_error", None):
-            raise GenerationConfigError(args.launch_error)
-        if args.merge:
-            groups_json = Path(args.groups_json) if args.groups_json else Path(args.output_dir) / GROUPS_JSON_NAME
-            shards = find_shards(groups_json, args.num_shards if args.num_shards > 1 else None)
-            merge_shards(shards, groups_json)
-            print(f"merged {len(shards)} shard(s) -> {groups_json}")
-            return 0
-        cfg = config_from_args(CandidateConfig, args)
-        generate_candidates(cfg)
-    except (GenerationConfigError, LoraAdapterError, JSONInputError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def main(argv: Sequence[str] | None = None, constants: Mapping[str, Any] | None = None) -> int:
-    """``python -m generate.candidates {generate,merge} ...``; returns the exit code.
-
-    ``generate`` takes the flags of :func:`build_arg_parser`; ``merge`` takes shard files (or
-    ``--output_dir`` / ``--groups_json`` to find them) and ``--out`` (default: the groups JSON).
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["merge"]:
-        p = argparse.ArgumentParser(prog="python -m generate.candidates merge",
-                                    description="Join shard groups JSONs into one groups JSON.")
-        p.add_argument("shards", nargs="*", help="shard JSON files (default: found next to --groups_json)")
-        p.add_argument("--output_dir", default=".", help="output root holding groups.json and its shards")
-        p.add_argument("--groups_json", default=None, help="default: <output_dir>/groups.json")
-        p.add_argument("--num_shards", type=int, default=None)
-        p.add_argument("--out", default=None, help="merged JSON (default: the groups JSON)")
-        a = p.parse_args(argv[1:])
-        _setup_logging()
-        groups_json = Path(a.groups_json) if a.groups_json else Path(a.output_dir) / GROUPS_JSON_NAME
-        try:
-            shards = [Path(s) for s in a.shards] or find_shards(groups_json, a.num_shards)
-            out = Path(a.out) if a.out else groups_json
-            merge_shards(shards, out)
-        except JSONInputError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print(f"merged {len(shards)} shard(s) -> {out}")
-        return 0
-    if argv[:1] == ["generate"]:
-        argv = argv[1:]
-    return run_from_args(build_arg_parser(constants).parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,8 @@
 """Command line of the inference scripts ``generate/t2v_inference.py`` and ``generate/i2v_inference.py``.
 
-Each script sets its constants and calls :func:`inference_main`, which parses the arguments,
+Each script sets its constants (only what differs from this parser's defaults: ``BASE_MODEL``; any
+option of ``--help`` can be set as an UPPER_CASE constant, ``SEED = 7``, and a name that is no option
+exits 2 naming the nearest one) and calls :func:`inference_main`, which parses the arguments,
 reads the prompts (``generate.prompts``), resolves the video size (``generate.model_defaults``),
 loads the pipeline once (``generate.pipeline``) and writes one mp4 plus settings record per
 prompt (``generate.outputs``), or runs a test-time search (``generate.search_cli``). Exit codes:
@@ -22,6 +24,7 @@ from generate.pipeline import OFFLOAD_MODES, GenerationConfigError, generate_vid
 from generate.prompts import PromptEntry, load_prompt_entries
 from generate.search_cli import add_search_arguments, searcher_from_args
 from generate.wan import WAN_SCRIPT_DEFAULTS
+from utils.config_cli import apply_constants
 from utils.io_utils import JSONInputError
 from utils.log_filters import quiet_expected_messages
 from utils.lora import LoraAdapterError, validate_adapter_dir
@@ -40,13 +43,16 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.ArgumentParser:
+def build_inference_parser(kind: str, constants: Mapping[str, Any] | None = None) -> argparse.ArgumentParser:
     """The argparse parser of the inference scripts.
 
     Args:
         kind: ``"t2v"`` (positional PROMPT) or ``"i2v"`` (positional PROMPT IMAGE).
-        defaults: the script's constants: ``base_model``, ``num_inference_steps``, ``guidance_scale``,
-            ``seed``, ``fps``.
+        constants: the script's constants (``{"BASE_MODEL": ..., "SEED": 7}``): defaults of the options
+            of the same name (:func:`utils.config_cli.apply_constants`).
+
+    Raises:
+        SystemExit(2): a constant names no option (message naming it and the nearest option).
     """
     what = "text-to-video" if kind == "t2v" else "image-to-video"
     p = argparse.ArgumentParser(
@@ -59,7 +65,7 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
     p.add_argument("--prompt_json", help='batch mode: {"id": {"text_prompt": ..., "image_prompt": ...}} or a list')
     p.add_argument("--num_prompts", type=int, default=None, help="batch mode: only the first N prompts")
     p.add_argument("--output_dir", default="./outputs", help="folder of the videos")
-    p.add_argument("--base_model", default=defaults["base_model"], help="diffusers folder or hub id")
+    p.add_argument("--base_model", default=None, help="diffusers folder or hub id (the script's BASE_MODEL)")
     example = "checkpoints/VideoGPA-I2V-lora" if kind == "i2v" else "checkpoints/VideoGPA-T2V-lora"
     p.add_argument("--lora_path", default=None, help=f"PEFT LoRA adapter folder, e.g. {example}")
     p.add_argument("--lora_scale", type=float, default=None,
@@ -72,10 +78,10 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
     p.add_argument("--skip_existing", action="store_true",
                    help="resume a batch: keep a video (or search result) whose settings record matches this "
                    "run's settings, that decodes and is newer than the adapter")
-    p.add_argument("--seed", type=int, default=defaults["seed"], help="random seed of the initial noise")
-    p.add_argument("--num_inference_steps", type=int, default=defaults["num_inference_steps"],
+    p.add_argument("--seed", type=int, default=42, help="random seed of the initial noise")
+    p.add_argument("--num_inference_steps", type=int, default=50,
                    help="denoising steps")
-    p.add_argument("--guidance_scale", type=float, default=defaults["guidance_scale"],
+    p.add_argument("--guidance_scale", type=float, default=6.0,
                    help="classifier-free guidance scale")
     p.add_argument("--num_frames", type=int, default=None,
                    help="default: the checkpoint's (49; 81 for 1.5; 121 for Wan2.2)")
@@ -83,14 +89,18 @@ def build_inference_parser(kind: str, defaults: Mapping[str, Any]) -> argparse.A
                    help="default: the checkpoint's (480; 768 for 1.5; 704 for Wan2.2)")
     p.add_argument("--width", type=int, default=None,
                    help="default: the checkpoint's (720; 1360 for 1.5; 1280 for Wan2.2)")
-    p.add_argument("--fps", type=float, default=defaults["fps"], help="frame rate of the written mp4")
+    p.add_argument("--fps", type=float, default=8, help="frame rate of the written mp4")
     p.add_argument("--offload", choices=OFFLOAD_MODES, default="none", help="CPU offload to save GPU memory")
-    add_search_arguments(p, defaults)  # --best_of, --search beam, --verifier ...
+    add_search_arguments(p)  # --best_of, --search beam, --verifier ...
+    apply_constants(p, constants or {})
     return p
 
 
-def inference_main(kind: str, argv: Sequence[str] | None, defaults: Mapping[str, Any]) -> int:
+def inference_main(kind: str, argv: Sequence[str] | None, constants: Mapping[str, Any]) -> int:
     """Body of the inference scripts. Writes ``<output_dir>/<name>_seed<seed>.mp4`` per prompt.
+
+    ``constants``: the script's UPPER_CASE constants (``utils.scripts.script_constants``), defaults of
+    the options of the same name; the command line wins.
 
     ``<name>`` is the prompt's slug (t2v) or the image file's stem (i2v). Beside each video its
     settings record ``<name>_seed<seed>.json`` (``generate/outputs.py``; ``--skip_existing`` keeps
@@ -101,14 +111,19 @@ def inference_main(kind: str, argv: Sequence[str] | None, defaults: Mapping[str,
         0 when every video was written, 1 when some batch entries failed (each reported), 2 for a
         configuration error (bad model folder, bad ``--lora_path``, bad size, bad JSON): the error
         is printed to stderr and nothing is generated.
+
+    Raises:
+        SystemExit(2): a constant names no option (before anything is loaded), or a bad flag.
     """
-    args = build_inference_parser(kind, defaults).parse_args(argv)
+    parser = build_inference_parser(kind)
+    constants = apply_constants(parser, constants)  # lower-case keys
+    args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     quiet_expected_messages()
 
     def reparse(family: Mapping[str, Any]) -> argparse.Namespace:
-        return build_inference_parser(kind, {**defaults, **family}).parse_args(argv)
+        return build_inference_parser(kind, {**constants, **family}).parse_args(argv)
 
     try:
         return _run_inference(kind, args, reparse)
@@ -140,6 +155,8 @@ def _run_inference(kind: str, args: argparse.Namespace, reparse=None) -> int:
     if args.lora_path is not None:
         validate_adapter_dir(args.lora_path)
     searcher = searcher_from_args(args)  # None: plain generation
+    if not args.base_model:
+        raise GenerationConfigError("no base model: set BASE_MODEL in the script or give --base_model")
     out_dir = Path(args.output_dir)
     model = read_model_defaults(args.base_model)
     if model.family == "wan" and reparse is not None:

@@ -32,7 +32,7 @@ from utils.lora import validate_adapter_dir
 from utils.lora_apply import load_lora_adapter
 from utils.model_facts import pipeline_takes_image, requires_image_latents
 from utils.vae_tiling import enable_vae_memory_savers
-from utils.video_utils import write_video
+from utils.video_writer import write_video
 
 logger = logging.getLogger(__name__)
 
@@ -304,5 +304,5 @@ def generate_video(
 
 
 def save_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8) -> Path:
-    """Write uint8 ``[T, H, W, 3]`` frames to ``path`` (mp4, atomic) with ``utils.video_utils.write_video``."""
+    """Write uint8 ``[T, H, W, 3]`` frames to ``path`` (mp4, atomic) with ``utils.video_writer.write_video``."""
     return Path(write_video(path, frames, fps=fps))

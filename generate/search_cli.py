@@ -1,7 +1,7 @@
 """Command-line side of inference-time search for ``generate/t2v_inference.py`` and ``i2v_inference.py``.
 
 Flags (group "inference-time search"; defaults in ``SEARCH_DEFAULTS``, overridable by the same
-upper-case constants at the top of an inference script, e.g. ``BEST_OF = 4``):
+upper-case constants at the top of an inference script, e.g. ``BEST_OF = 4``; a misspelled one exits 2):
 
     --best_of N           N initial noises (seeds SEED .. SEED + N - 1); 1 = plain generation
     --search beam         pruned beam search instead of best-of-N (--keep, --branch, --prune_at)
@@ -26,7 +26,7 @@ import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from generate.pipeline import GenerationConfigError, save_video, select_device
 from generate.partial_denoise import SearchError, prune_step
@@ -65,9 +65,10 @@ SEARCH_DEFAULTS: dict[str, Any] = {
 }
 
 
-def add_search_arguments(parser: argparse.ArgumentParser, defaults: Mapping[str, Any] | None = None) -> None:
-    """Add the search flags to an inference parser; ``defaults`` (script constants) override ``SEARCH_DEFAULTS``."""
-    d = {k: (defaults or {}).get(k, v) for k, v in SEARCH_DEFAULTS.items()}
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the search flags, defaults ``SEARCH_DEFAULTS``, to an inference parser (a script's constants
+    then override them through ``utils.config_cli.apply_constants``)."""
+    d = SEARCH_DEFAULTS
     g = parser.add_argument_group("inference-time search (N x the compute for a more 3-D consistent video)")
     g.add_argument("--best_of", type=int, default=d["best_of"],
                    help="N initial noises, seeds SEED..SEED+N-1; keep the video the verifier scores lowest")

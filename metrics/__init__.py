@@ -9,6 +9,8 @@
   :func:`flow_warp_error` (:mod:`metrics.temporal`).
 """
 
+from types import ModuleType as _ModuleType
+
 from .consistency import (
     camera_centers,
     consistency_score,
@@ -33,28 +35,5 @@ from .mvcs import mvcs
 from .psnr_ssim import psnr, ssim
 from .temporal import flow_warp_error, temporal_lpips
 
-__all__ = [
-    "mse",
-    "mse_per_image",
-    "LPIPS",
-    "LPIPSWeightsError",
-    "load_lpips",
-    "load_state_dict_file",
-    "build_random_lpips_weights",
-    "VGG16_URL",
-    "LPIPS_VGG_LIN_URL",
-    "ENV_VGG_WEIGHTS",
-    "ENV_LIN_WEIGHTS",
-    "consistency_score",
-    "motion_norm",
-    "motion_norm_released",
-    "camera_centers",
-    "relative_rotation_angles",
-    "coverage",
-    "psnr",
-    "ssim",
-    "mvcs",
-    "epipolar_error",
-    "temporal_lpips",
-    "flow_warp_error",
-]
+# the package's public names: exactly the names imported above (listed once, there)
+__all__ = sorted(k for k, v in globals().items() if not k.startswith("_") and not isinstance(v, _ModuleType))

@@ -85,7 +85,7 @@ def save_visuals(
     from PIL import Image
 
     from utils.io_utils import atomic_write_bytes
-    from utils.video_utils import write_video
+    from utils.video_writer import write_video
 
     vis = result.get("visuals")
     if vis is None:

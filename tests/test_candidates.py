@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 import generate.candidates as cand
-from generate.candidates import CandidateConfig, build_arg_parser, generate_candidates, group_id_for, merge_shards
+from generate.candidate_shards import merge_shards
+from generate.candidates import CandidateConfig, generate_candidates, group_id_for
+from generate.candidates_cli import build_arg_parser
 from utils.jobs import find_shards, shard_path, shard_range
 from utils.io_utils import JSONInputError
 from utils.scripts import load_script, model_script, script_constants
@@ -129,7 +131,7 @@ def test_shards_and_merge_via_script(tiny_models, tmp_path, capsys):
     assert all(len(g["videos"]) == 1 and (out / g["videos"][0]["video_path"]).is_file() for g in merged["groups"])
 
     # the module CLI does the same; a merged JSON elsewhere points back to the output root
-    from generate.candidates import main as cand_main
+    from generate.candidates_cli import main as cand_main
 
     assert cand_main(["merge", "--output_dir", str(out), "--out", str(tmp_path / "elsewhere" / "g.json")]) == 0
     again = json.loads((tmp_path / "elsewhere" / "g.json").read_text())

@@ -26,7 +26,7 @@ def test_train_and_held_out_prompts_are_disjoint_and_sized():
 
 
 def test_brightness_pass_writes_the_mean_pixel_value(tmp_path):
-    from utils.video_utils import write_video
+    from utils.video_writer import write_video
 
     frames = np.zeros((5, 16, 16, 3), dtype=np.uint8)
     frames[:, :8] = 255  # half white: brightness 0.5 (up to codec rounding)

@@ -1,4 +1,4 @@
-"""utils/config_cli.py on the three real configs (training, encoding, candidates) and the per-model
+"""utils/config_cli.py on the three real configs (training, encoding, candidates), the scorer, and the per-model
 scripts: strict constants (exit 2 naming the nearest setting), option types from the annotations."""
 
 from __future__ import annotations
@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from generate.candidates import CandidateConfig, build_arg_parser
-from train_dpo.encode import EncodeConfig, build_encode_argparser
+from generate.candidates import CandidateConfig
+from generate.candidates_cli import build_arg_parser
+from train_dpo.encode import EncodeConfig
+from train_dpo.encode_cli import build_encode_argparser
 from train_dpo.train_cli import build_train_argparser, train_config_from_args
-from utils.config_cli import config_from_args
+from train_dpo.video_scorer import build_argparser as build_scorer_argparser
+from utils.config_cli import apply_constants, config_from_args
 from utils.scripts import load_script, model_script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,17 +92,20 @@ def test_encode_and_candidate_option_types(capsys):
     assert (cfg.kind, cfg.num_frames, cfg.height, cfg.fps, cfg.seeds) == ("i2v", 17, None, 16.0, [0, 1, 2, 3])
 
 
-def test_misspelled_constant_in_a_per_model_script_exits_2(tmp_path, capsys):
-    src = model_script("CogVideoX-5B_lora", "04_train").read_text()
-    anchor = 'BASE_MODEL = "THUDM/CogVideoX-5b"\n'
+@pytest.mark.parametrize("step, typo, near", [("04_train", "LERNING_RATE = 1e-5", "LEARNING_RATE"),
+                                              ("02_score", "NUM_FRAME = 16", "NUM_FRAMES")])
+def test_misspelled_constant_in_a_per_model_script_exits_2(step, typo, near, tmp_path, capsys):
+    src = model_script("CogVideoX-5B_lora", step).read_text()
+    anchor = "\n\ndef main("
     assert anchor in src
-    copy = tmp_path / "train_dpo" / "CogVideoX-5B_lora" / "04_train.py"
+    copy = tmp_path / "train_dpo" / "CogVideoX-5B_lora" / f"{step}.py"
     copy.parent.mkdir(parents=True)
-    copy.write_text(src.replace(anchor, anchor + "LERNING_RATE = 1e-5\n"))
+    copy.write_text(src.replace(anchor, f"\n{typo}\n{anchor}", 1))
     with pytest.raises(SystemExit) as e:
-        load_script(copy).main(["--max_steps", "1"])
+        load_script(copy).main(["--max_steps", "1"] if step == "04_train" else [])
     err = capsys.readouterr().err
-    assert e.value.code == 2 and "LERNING_RATE" in err and "did you mean LEARNING_RATE?" in err
+    name = typo.split()[0]
+    assert e.value.code == 2 and f"{name} (did you mean {near}?)" in err
 
 
 @pytest.mark.parametrize("model_dir", MODELS)
@@ -113,6 +119,9 @@ def test_every_script_constant_is_a_setting(model_dir):
     gen = build_arg_parser(script_constants(g["01_generate"])).parse_args([])
     enc = build_encode_argparser(script_constants(g["03_encode"])).parse_args([])
     tr = build_train_argparser(script_constants(g["04_train"])).parse_args([])
+    scorer = build_scorer_argparser()
+    apply_constants(scorer, script_constants(g["02_score"]))  # the scorer's constants are strict too
+    assert scorer.parse_args([]).input_json == g["02_score"]["INPUT_JSON"]
     assert g["02_score"]["INPUT_JSON"] == str(Path(gen.output_dir) / "groups.json")
     assert g["02_score"]["OUTPUT_JSON"] == enc.input_json and enc.output_json == tr.train_json
     assert gen.base_model == enc.base_model == tr.base_model

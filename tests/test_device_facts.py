@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from train_dpo.encode import _resolve_device_dtype, is_i2v_pipeline, load_encode_pipeline
+from train_dpo.encode import resolve_device_dtype
+from train_dpo.encode_cogvideox import is_i2v_pipeline, load_encode_pipeline
 from utils.device import compute_dtype, half_dtype, lightning_precision, resolve_device
 from utils.model_facts import config_value, pipeline_takes_image, requires_image_latents
 from utils.vae_tiling import encode_latent_dist, vae_tiling_is_exact
@@ -24,18 +25,18 @@ def test_dtype_policy_follows_compute_capability(monkeypatch, capability, dtype,
     assert half_dtype("cuda:0") == dtype
     assert compute_dtype(torch.device("cuda", 1)) == dtype
     assert lightning_precision(True) == precision
-    assert _resolve_device_dtype("cuda", None) == (torch.device("cuda"), dtype)  # the encoder's default
-    assert _resolve_device_dtype("cuda", "fp32")[1] == torch.float32  # an explicit choice wins
+    assert resolve_device_dtype("cuda", None) == (torch.device("cuda"), dtype)  # the encoder's default
+    assert resolve_device_dtype("cuda", "fp32")[1] == torch.float32  # an explicit choice wins
 
 
 def test_dtype_policy_cpu():
     assert compute_dtype("cpu") == torch.float32
     assert lightning_precision(False) == "32-true"
-    assert _resolve_device_dtype("cpu", None) == (torch.device("cpu"), torch.float32)
+    assert resolve_device_dtype("cpu", None) == (torch.device("cpu"), torch.float32)
     with pytest.raises(ValueError, match="CUDA"):
         half_dtype("cpu")
     with pytest.raises(ValueError, match="bf16"):
-        _resolve_device_dtype("cpu", "bfloat16")
+        resolve_device_dtype("cpu", "bfloat16")
 
 
 def test_resolve_device(monkeypatch):

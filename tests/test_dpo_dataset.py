@@ -1,4 +1,4 @@
-"""Preference-pair selection and the pair dataset (train_dpo/dataset.py) on a hand-built JSON."""
+"""Preference-pair selection and the pair dataset (train_dpo/pairs.py, dataset.py) on a hand-built JSON."""
 
 import json
 
@@ -6,13 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from train_dpo.dataset import (
-    DPOPairDataset,
-    PairSelectionConfig,
-    load_preference_datasets,
-    select_preference_pairs,
-    split_pairs_by_group,
-)
+from train_dpo.dataset import DPOPairDataset, load_preference_datasets
+from train_dpo.pairs import PairSelectionConfig, select_preference_pairs, split_pairs_by_group
 from utils.io_utils import JSONInputError
 
 

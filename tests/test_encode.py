@@ -1,4 +1,4 @@
-"""Latent encoding (train_dpo/encode.py and the 03_encode.py scripts) on tiny models and a real video."""
+"""Latent encoding (train_dpo/encode.py, encode_cogvideox.py, encode_cli.py and the 03_encode.py scripts) on tiny models and a real video."""
 
 import json
 import runpy
@@ -9,13 +9,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from train_dpo.encode import (
-    EncodeConfig,
-    encode_dataset,
-    load_encode_pipeline,
-    prepare_image_latents,
-    tensors_file_ok,
-)
+from train_dpo.encode import EncodeConfig, encode_dataset, tensors_file_ok
+from train_dpo.encode_cogvideox import load_encode_pipeline, prepare_image_latents
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -202,7 +197,7 @@ def test_i2v_condition_samples_with_a_cpu_generator_on_any_device(monkeypatch):
     encoder must draw the image-latent sample from a CPU generator too, or the condition differs."""
     from types import SimpleNamespace
 
-    import train_dpo.encode as enc
+    import train_dpo.encode_cogvideox as enc
 
     seen = {}
     monkeypatch.setattr(enc, "encode_prompt_embeds", lambda pipe, prompt, n: torch.zeros(226, 8))

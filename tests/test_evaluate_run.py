@@ -12,7 +12,7 @@ import torch
 from evaluation.arms import parse_arm_specs
 from evaluation.run_settings import SettingsMismatchError, row_settings, settings_gate, settings_path
 from evaluation.scores_csv import read_scores, row_key, write_scores
-from utils.scripts import load_script, script_defaults
+from utils.scripts import load_script, script_constants
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -58,8 +58,8 @@ def score_only(tmp_path, monkeypatch):
 def test_shards_default_to_the_launcher(monkeypatch):
     from evaluation.run import build_parser
 
-    defaults = script_defaults(vars(load_script(REPO / "evaluate.py")))
-    defaults.pop("arms")
+    defaults = script_constants(vars(load_script(REPO / "evaluate.py")))
+    defaults.pop("ARMS")
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("WORLD_SIZE", "4")
     args = build_parser(defaults).parse_args([])
@@ -72,6 +72,18 @@ def test_shards_default_to_the_launcher(monkeypatch):
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "3")
     args = build_parser(defaults).parse_args([])
     assert (args.shard_index, args.num_shards) == (1, 3)
+
+
+def test_misspelled_evaluate_constant_exits_2(tmp_path, capsys):
+    src = (REPO / "evaluate.py").read_text()
+    anchor = "MASK_UNCOVERED = False"
+    assert anchor in src
+    copy = tmp_path / "evaluate.py"
+    copy.write_text(src.replace(anchor, "MASK_UNCOVERD = False"))
+    with pytest.raises(SystemExit) as e:
+        load_script(copy).main(["--summarize", str(tmp_path / "none.csv")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "MASK_UNCOVERD (did you mean MASK_UNCOVERED?)" in err
 
 
 def test_resume_with_other_settings_is_refused(score_only, capsys):

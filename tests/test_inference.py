@@ -206,7 +206,7 @@ def test_help_text_shows_each_default_once_and_the_right_adapter():
     from generate.inference_cli import build_inference_parser
 
     for kind, script, adapter in (("t2v", t2v_inference, "VideoGPA-T2V-lora"), ("i2v", i2v_inference, "VideoGPA-I2V-lora")):
-        text = " ".join(build_inference_parser(kind, script_defaults_of(script)).format_help().split())
+        text = " ".join(build_inference_parser(kind, script_constants_of(script)).format_help().split())
         assert f"e.g. checkpoints/{adapter}" in text and ("VideoGPA-T2V-lora" in text) == (kind == "t2v")
         opts = text[text.index("options:"):]
         gpu = opts[opts.index("--gpu_id GPU_ID"):opts.index("--skip_existing ")]
@@ -216,10 +216,31 @@ def test_help_text_shows_each_default_once_and_the_right_adapter():
             assert f"(default: {default})" in after.split(" --")[0], (flag, after[:120])
 
 
-def script_defaults_of(module) -> dict:
-    from utils.scripts import script_defaults
+def script_constants_of(module) -> dict:
+    from utils.scripts import script_constants
 
-    return script_defaults(vars(module))
+    return script_constants(vars(module))
+
+
+def test_misspelled_constant_in_an_inference_script_exits_2(tmp_path, capsys):
+    from utils.scripts import load_script
+
+    src = (REPO / "generate" / "t2v_inference.py").read_text()
+    anchor = 'BASE_MODEL = "THUDM/CogVideoX-5b"\n'
+    assert anchor in src
+    copy = tmp_path / "generate" / "t2v_inference.py"
+    copy.parent.mkdir()
+    copy.write_text(src.replace(anchor, anchor + "GUIDANCE_SCLAE = 3.0\n"))
+    with pytest.raises(SystemExit) as e:
+        load_script(copy).main([PROMPT])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "GUIDANCE_SCLAE (did you mean GUIDANCE_SCALE?)" in err
+    # a correct constant is the option's default; the command line wins
+    from generate.inference_cli import build_inference_parser
+
+    parser = build_inference_parser("t2v", {"BEST_OF": 4, "SEED": 7})
+    assert (parser.parse_args([]).best_of, parser.parse_args([]).seed) == (4, 7)
+    assert parser.parse_args(["--seed", "3"]).seed == 3
 
 
 def test_skip_existing_keeps_only_videos_made_with_the_same_settings(tiny_models, tmp_path, caplog):
@@ -270,7 +291,7 @@ def test_inconsistent_launcher_variables_are_a_config_error(tiny_models, fixture
                                                             capsys):
     import torch
 
-    from generate.candidates import main as candidates_main
+    from generate.candidates_cli import main as candidates_main
     from generate.pipeline import select_device
 
     monkeypatch.setenv("RANK", "4")

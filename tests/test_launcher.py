@@ -19,8 +19,8 @@ def test_launch_info_sources_and_precedence():
 
 
 def test_generation_and_encoding_read_the_launcher(monkeypatch, tmp_path, caplog):
-    from generate.candidates import build_arg_parser
-    from train_dpo.encode import build_encode_argparser
+    from generate.candidates_cli import build_arg_parser
+    from train_dpo.encode_cli import build_encode_argparser
 
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("WORLD_SIZE", "4")

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from train_dpo.dataset import load_preference_datasets
 from train_dpo.config import DPOTrainConfig
-from train_dpo.encode import build_encode_argparser
+from train_dpo.encode_cli import build_encode_argparser
 from train_dpo.families.cogvideox import CogVideoXFamily, pad_latent_frames
 from train_dpo.lightning_module import DiffusionDPOModule
 from train_dpo.train import resolve_grad_accum, resolve_num_devices, train
@@ -145,7 +145,7 @@ def test_train_inference_parity(tiny_models, fixtures_dir, name):
     from diffusers import DiffusionPipeline
 
     from generate.pipeline import load_image
-    from train_dpo.encode import prepare_image_latents
+    from train_dpo.encode_cogvideox import prepare_image_latents
 
     pipe = DiffusionPipeline.from_pretrained(str(tiny_models[name]))
     captured = {}

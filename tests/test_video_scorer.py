@@ -15,7 +15,7 @@ from scoring.groups import merge_shards
 from scoring.scorer import VideoProcessor
 from train_dpo import video_scorer
 from utils.jobs import shard_path
-from utils.video_utils import write_video
+from utils.video_writer import write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures"
@@ -422,7 +422,7 @@ def test_epipolar_extra_metric_recorded_resumed_and_picks_pairs(workdir, capsys)
     (good1: every pair has < 20 SIFT matches -> null) and a smaller one (good2): the pair by
     epipolar is good2 over good0, good1 counts as missing, not as a winner."""
     from metrics.epipolar import epipolar_error
-    from train_dpo.dataset import PairSelectionConfig, select_preference_pairs
+    from train_dpo.pairs import PairSelectionConfig, select_preference_pairs
     from utils.video_utils import sample_uniform_frames
 
     assert video_scorer.EXTRA_METRICS == ()

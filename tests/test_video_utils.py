@@ -1,4 +1,4 @@
-"""utils/video_utils.py: frame sampling, cropping/resizing, atomic writing, clear read errors."""
+"""utils/video_utils.py + video_writer.py: frame sampling, cropping/resizing, atomic writing, clear read errors."""
 
 from pathlib import Path
 
@@ -13,8 +13,8 @@ from utils.video_utils import (
     load_frames,
     read_video_frames,
     sample_uniform_frames,
-    write_video,
 )
+from utils.video_writer import write_video
 
 VIDEOS = Path(__file__).parent / "fixtures" / "videos"
 CARPHONE = VIDEOS / "carphone_pristine.mp4"  # 176x144, 120 frames

@@ -1,4 +1,4 @@
-"""The shards of a latent encoding (``train_dpo/encode.py --num_shards K``): their settings and their merge.
+"""The shards of a latent encoding (``03_encode.py --num_shards K``, ``train_dpo/encode.py``): their settings and their merge.
 
 A shard's output is ``utils.jobs.shard_path(output_json, i, K)``: the input JSON with only the
 shard's contiguous block of groups (``utils.jobs.shard_range``), encoded, and the run settings under

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from train_dpo.encode import EncodeConfig, video_frames_to_tensor
+from train_dpo.encode import EncodeConfig, resolve_device_dtype, video_frames_to_tensor
 
 __all__ = ["WanEncoder", "load_wan_encode_pipeline", "normalize_wan_latents", "wan_vae_mean_latents"]
 
@@ -113,8 +113,7 @@ def wan_vae_mean_latents(vae, video: torch.Tensor) -> torch.Tensor:
 
 
 class WanEncoder:
-    """The Wan side of :func:`train_dpo.encode.encode_dataset` (interface:
-    :class:`train_dpo.encode.CogVideoXEncoder`).
+    """The :class:`train_dpo.encode.Encoder` of Wan2.2 (for :func:`train_dpo.encode.encode_dataset`).
 
     Images are optional (``image_mode = "optional"``): a group with ``image_path`` gets
     ``image_latents``, one without is text-to-video.
@@ -139,13 +138,8 @@ class WanEncoder:
             ValueError: ``cfg.dtype`` not one of bf16/fp16/fp32.
         """
         if pipe is None:
-            from train_dpo.encode import _DTYPES
-
-            if cfg.dtype is not None and cfg.dtype not in _DTYPES:
-                raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {cfg.dtype!r}")
-            pipe = load_wan_encode_pipeline(
-                cfg.base_model, cfg.device, _DTYPES.get(cfg.dtype), cfg.vae_slicing, cfg.vae_tiling
-            )
+            device, text_dtype = resolve_device_dtype(cfg.device, cfg.dtype)
+            pipe = load_wan_encode_pipeline(cfg.base_model, device, text_dtype, cfg.vae_slicing, cfg.vae_tiling)
         return cls(pipe, cfg)
 
     @torch.no_grad()

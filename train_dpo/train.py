@@ -41,7 +41,7 @@ __all__ = ["TrainResult", "train", "resolve_num_devices", "resolve_grad_accum"]
 @dataclass
 class TrainResult:
     """What :func:`train` returns: the fitted module and trainer, the output folders, the data stats
-    (:func:`~train_dpo.dataset.select_preference_pairs` + split sizes), the validation history
+    (:func:`~train_dpo.pairs.select_preference_pairs` + split sizes), the validation history
     ``[{"step", "accuracy", "reward_margin", "loss", "val_pairs"}]`` and the wall time."""
 
     module: DiffusionDPOModule

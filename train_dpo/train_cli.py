@@ -13,7 +13,7 @@ import argparse
 import logging
 from typing import Any, Mapping, Sequence
 
-from train_dpo.dataset import MOTION_METRICS
+from train_dpo.pairs import MOTION_METRICS
 from train_dpo.config import OBJECTIVES, DPOTrainConfig
 from train_dpo.families.wan import TIMESTEP_INPUTS
 from train_dpo.train import train

@@ -61,9 +61,11 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+from typing import Any, Mapping  # noqa: E402
 
 from scoring.geometry_models import GEOMETRY_MODELS  # noqa: E402
 from scoring.groups import EXTRA_METRIC_KEYS  # noqa: E402
+from utils.config_cli import apply_constants  # noqa: E402
 from utils.jobs import launch_defaults  # noqa: E402
 from utils.launcher import SHARD_HELP  # noqa: E402
 from utils.log_filters import quiet_expected_messages  # noqa: E402
@@ -180,9 +182,16 @@ def _configure_logging(level: str) -> None:
     logger.setLevel(level.upper())
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (0 ok, 1 worker crash, 2 bad input/settings)."""
-    args = build_argparser().parse_args(argv)
+def main(argv: list[str] | None = None, constants: Mapping[str, Any] | None = None) -> int:
+    """Command-line entry point; returns the exit code (0 ok, 1 worker crash, 2 bad input/settings).
+
+    ``constants``: a per-model ``02_score.py``'s UPPER_CASE constants (``{"INPUT_JSON": ...}``), the
+    defaults of the options of the same name (``utils.config_cli.apply_constants``: a name that is
+    no option exits 2 naming the nearest); ``argv`` wins.
+    """
+    parser = build_argparser()
+    apply_constants(parser, constants or {})
+    args = parser.parse_args(argv)
     _configure_logging(args.log_level)
     quiet_expected_messages()
     if args.launch_error:

@@ -22,6 +22,9 @@ Option types come from the field annotations (``typing.get_type_hints``):
 
 A field without a dataclass default is a required option unless a constant sets it.
 
+Scripts whose parser is not built from a dataclass (``evaluate.py``, ``generate/t2v_inference.py``,
+``generate/i2v_inference.py``) apply their constants with :func:`apply_constants`, under the same rule.
+
 Errors: an unknown constant or key exits with code 2 (argparse's ``parser.error``) and names it
 and the nearest valid name (``difflib``), e.g. ``unknown setting LERNING_RATE (did you mean
 LEARNING_RATE?)``. A config field missing from the help table, or a table entry naming no field,
@@ -38,7 +41,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-__all__ = ["Arg", "build_config_parser", "config_from_args", "config_field_names", "NONE_WORDS"]
+__all__ = ["Arg", "apply_constants", "build_config_parser", "config_from_args", "config_field_names", "NONE_WORDS"]
 
 NONE_WORDS = ("none",)  # what an Optional option reads as None
 _NUMBER_NONE_WORDS = ("none", "off", "auto", "")  # numbers: also the training scripts' old spellings
@@ -206,6 +209,31 @@ def build_config_parser(
             spec = spec if isinstance(spec, Arg) else Arg(help=spec)
             _add_field(group, name, hints[name], spec, values[name], name in required)
     return p
+
+
+def apply_constants(parser: argparse.ArgumentParser, constants: Mapping[str, Any]) -> dict[str, Any]:
+    """Make a script's constants the defaults of the options of the same name (case-insensitive).
+
+    ``apply_constants(parser, {"SEED": 7})`` sets the default of ``--seed`` to 7; a flag given on the
+    command line still wins, and ``--help`` shows the new default.
+
+    Args:
+        parser: a finished parser; its optional arguments (by ``dest``) are the valid names.
+        constants: ``{"SEED": 7}`` or ``{"seed": 7}``.
+
+    Returns:
+        The constants with lower-case keys.
+
+    Raises:
+        SystemExit(2): a key names no option (message on stderr naming it and the nearest option).
+    """
+    valid = sorted({a.dest for a in parser._actions if a.option_strings and a.dest not in ("help", argparse.SUPPRESS)})
+    for key in constants:
+        if key.lower() not in valid:
+            parser.error(_unknown_message(key, valid))
+    lowered = {k.lower(): v for k, v in constants.items()}
+    parser.set_defaults(**lowered)
+    return lowered
 
 
 def config_from_args(cls, args: argparse.Namespace, **overrides: Any):

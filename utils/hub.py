@@ -10,7 +10,7 @@ tens of seconds of retries. :func:`check_hub_model` answers first:
 * not cached, online: one metadata request (10 s timeout) tells "no such repository" from "the
   hub cannot be reached"; both fail at once with what to do.
 
-Used by every loader of a hub model: CogVideoX (``generate/pipeline.py``, ``train_dpo/encode.py``,
+Used by every loader of a hub model: CogVideoX (``generate/pipeline.py``, ``train_dpo/encode_cogvideox.py``,
 ``train_dpo/families/``) and VGGT (``vggt/hub.py``).
 """
 

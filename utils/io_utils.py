@@ -1,4 +1,5 @@
-"""Small, shared I/O helpers: atomic JSON, JSON reading with clear errors, safetensors, slugs.
+"""Small, shared I/O helpers: atomic files (bytes, JSON, any writer through :func:`atomic_target`),
+JSON reading with clear errors, normal permissions under the umask, slugs.
 
 Every stage of the VideoGPA pipeline writes a JSON manifest that a later stage (or a re-run of the
 same stage) reads. These helpers guarantee that a manifest on disk is always complete: it is
@@ -15,10 +16,13 @@ import os
 import re
 import tempfile
 import unicodedata
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 __all__ = [
+    "atomic_target",
     "atomic_write_json",
     "atomic_write_bytes",
     "make_temp_dir",
@@ -77,30 +81,42 @@ def apply_umask(path: str | os.PathLike) -> None:
             os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename).
+@contextmanager
+def atomic_target(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer to create, renamed over ``path`` when the block ends.
 
-    Parent folders are created. The file gets the permissions of a normally created file
-    (``0o666 & ~umask``, 0644 under the usual umask 022), not ``mkstemp``'s private 0600. On any
-    error the temporary file is removed and the previous content of ``path`` (if any) is left
-    untouched.
+    The one write-then-rename mechanism of the project's files (JSON, safetensors, mp4). The
+    temporary file is not created here: the writer creates it (``open(tmp, "xb")``, ffmpeg), so it
+    gets the permissions of a normally created file (``0o666 & ~umask``, 0644 under the usual umask
+    022). Parent folders are created. When the block raises (``KeyboardInterrupt`` included) the
+    temporary file is removed and ``path`` keeps its previous content (or stays absent).
+
+    Yields:
+        ``<folder of path>/.<name>.<pid>.<8 hex digits><suffix>`` (``suffix`` keeps a container
+        extension where the writer needs one: ``".tmp.mp4"``).
+
+    Raises:
+        FileNotFoundError: the block ended without creating the temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}")
     try:
-        os.chmod(tmp, 0o666 & ~current_umask())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_target`: temp file in the same folder,
+    fsync, rename), with the permissions of a normally created file. On any error the previous
+    content of ``path`` (if any) is left untouched."""
+    with atomic_target(path) as tmp, open(tmp, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _nan_to_null(obj: Any) -> Any:

@@ -6,7 +6,7 @@ category and module) and the message it drops, and why the message is expected; 
 silenced globally, and every other message of the same loggers still shows.
 
 * transformers' tokenizer "Token indices sequence length is longer than the specified maximum
-  sequence length": the CogVideoX pipelines and ``train_dpo/encode.py`` tokenize with
+  sequence length": the CogVideoX pipelines and ``train_dpo/encode_cogvideox.py`` tokenize with
   ``truncation=True, max_length=226`` and then report the truncated words themselves, so the
   tokenizer's "indexing errors" never happen.
 * diffusers' "The following part of your input was truncated because `max_sequence_length` is

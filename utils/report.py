@@ -166,7 +166,7 @@ def write_report(
             (optional; one line per label in each panel).
         metric_name: the score that chose winners and losers.
         extra: more top-level keys of ``report.json``.
-        pair_selection: ``{label: counts}`` of ``train_dpo.dataset.select_preference_pairs``.
+        pair_selection: ``{label: counts}`` of ``train_dpo.pairs.select_preference_pairs``.
         commands: ``{stage: [script, args...]}``, the command line of every stage.
         skipped: ``{stage: why}`` for stages a re-run skipped (their work was on disk).
         notes: sentences shown at the top of ``report.md`` (e.g. that the models are random).

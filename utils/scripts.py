@@ -52,13 +52,9 @@ def script_constants(namespace: dict) -> dict:
     """The configuration constants of a script: every UPPER_CASE name at its top, as written.
 
     ``script_constants(globals())`` of ``04_train.py`` -> ``{"BASE_MODEL": ..., "MAX_STEPS": 1500}``.
-    The per-model scripts hand them to :func:`utils.config_cli.build_config_parser`, which refuses
-    a name that is no setting (exit 2, naming it). ``REPO_ROOT`` is a path helper, not configuration.
+    The per-model scripts hand them to :func:`utils.config_cli.build_config_parser` (``evaluate.py``
+    and the inference scripts to :func:`utils.config_cli.apply_constants`), which refuse a name that
+    is no setting (exit 2, naming it). ``REPO_ROOT`` is a path helper, not configuration.
     """
     return {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_") and k != "REPO_ROOT"}
 
-
-def script_defaults(namespace: dict) -> dict:
-    """:func:`script_constants` lower-cased, as argparse defaults of the inference scripts and
-    ``evaluate.py``, whose parsers read the keys they know by name."""
-    return {k.lower(): v for k, v in script_constants(namespace).items()}

@@ -118,12 +118,28 @@ def _perturb_(module: torch.nn.Module, generator: torch.Generator, scale: float 
             p.add_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * scale)
 
 
-def _text_encoder(vocab_size: int):
-    from transformers import T5Config, T5EncoderModel
+def seeded_networks(seed: int, *builders) -> tuple[torch.nn.Module, ...]:
+    """The networks of a tiny pipeline, deterministic for ``seed``: ``builders[i]()`` runs under
+    ``torch.manual_seed(seed + i)`` (text encoder, VAE, transformer: ``seed``, ``seed + 1``,
+    ``seed + 2``), then every parameter of every network gets :func:`_perturb_` noise from one
+    ``torch.Generator`` seeded with ``seed``, in the same order."""
+    gen = torch.Generator().manual_seed(seed)
+    networks = []
+    for offset, build in enumerate(builders):
+        torch.manual_seed(seed + offset)
+        networks.append(build())
+    for m in networks:
+        _perturb_(m, gen)
+    return tuple(networks)
 
-    cfg = T5Config(
+
+def tiny_t5_encoder(config_cls, model_cls, vocab_size: int, d_model: int):
+    """A 2-layer, 4-head T5-family text encoder (``d_kv`` 8, ``d_ff`` 64, gated GELU, no dropout) built
+    from ``config_cls`` (``T5Config`` for CogVideoX, ``UMT5Config`` for Wan2.2) as ``model_cls``
+    (``T5EncoderModel`` / ``UMT5EncoderModel``); the real models' encoders are T5-XXL / UMT5-XXL."""
+    cfg = config_cls(
         vocab_size=vocab_size,
-        d_model=TINY_TEXT_DIM,
+        d_model=d_model,
         d_kv=8,
         d_ff=64,
         num_layers=2,
@@ -135,7 +151,13 @@ def _text_encoder(vocab_size: int):
         is_encoder_decoder=False,
         use_cache=False,
     )
-    return T5EncoderModel(cfg)
+    return model_cls(cfg)
+
+
+def _text_encoder(vocab_size: int):
+    from transformers import T5Config, T5EncoderModel
+
+    return tiny_t5_encoder(T5Config, T5EncoderModel, vocab_size, TINY_TEXT_DIM)
 
 
 def _vae(invert_scale_latents: bool):
@@ -261,15 +283,12 @@ def build_tiny_cogvideox(
 
     def build(tmp: Path):
         tokenizer = _build_tokenizer(tmp / "_tok")
-        gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        text_encoder = _text_encoder(len(tokenizer))
-        torch.manual_seed(seed + 1)
-        vae = _vae(invert_scale_latents=(kind == "cogvideox1.5-t2v"))
-        torch.manual_seed(seed + 2)
-        transformer = _transformer(kind)
-        for m in (text_encoder, vae, transformer):
-            _perturb_(m, gen)
+        text_encoder, vae, transformer = seeded_networks(
+            seed,
+            lambda: _text_encoder(len(tokenizer)),
+            lambda: _vae(invert_scale_latents=(kind == "cogvideox1.5-t2v")),
+            lambda: _transformer(kind),
+        )
         if round_trip_vae:
             from utils.tiny_linear_vae import make_linear_autoencoder_
 

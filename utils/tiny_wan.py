@@ -15,8 +15,8 @@ differ. What makes it Wan2.2-TI2V:
 - ``transformer/``: ``WanTransformer3DModel`` with in = out = 48 channels, ``patch_size`` (1, 2, 2),
   ``qk_norm`` ``rms_norm_across_heads``, ``cross_attn_norm`` true, ``image_dim`` null (no CLIP image
   branch: the image enters through the latent, not through cross-attention).
-- ``text_encoder/``: ``UMT5EncoderModel``; ``tokenizer/``: ``T5TokenizerFast`` (the project's tiny
-  unigram tokenizer, ``utils.tiny_models``).
+- ``text_encoder/``: ``UMT5EncoderModel`` (``utils.tiny_models.tiny_t5_encoder``); ``tokenizer/``:
+  ``T5TokenizerFast`` (the project's tiny unigram tokenizer, ``utils.tiny_models``).
 - ``scheduler/``: ``UniPCMultistepScheduler`` in flow-matching mode (``prediction_type``
   ``flow_prediction``, ``use_flow_sigmas`` true) with ``flow_shift`` 5.0.
 
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
+from utils.tiny_models import _build_tokenizer, seeded_networks, tiny_t5_encoder, write_pipeline_folder
 
 # Real Wan2.2 VAE latent statistics (vae/config.json of Wan-AI/Wan2.2-TI2V-5B-Diffusers), 48 channels.
 WAN22_LATENTS_MEAN = [
@@ -104,21 +104,7 @@ def _transformer():
 def _text_encoder(vocab_size: int):
     from transformers import UMT5Config, UMT5EncoderModel
 
-    cfg = UMT5Config(
-        vocab_size=vocab_size,
-        d_model=TINY_WAN_TEXT_DIM,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        relative_attention_max_distance=32,
-        feed_forward_proj="gated-gelu",
-        dropout_rate=0.0,
-        is_encoder_decoder=False,
-        use_cache=False,
-    )
-    return UMT5EncoderModel(cfg)
+    return tiny_t5_encoder(UMT5Config, UMT5EncoderModel, vocab_size, TINY_WAN_TEXT_DIM)
 
 
 def _scheduler():
@@ -144,22 +130,13 @@ def build_tiny_wan_pipeline(tokenizer, seed: int = 0):
     """A tiny random ``WanPipeline`` (``expand_timesteps=True``) around ``tokenizer``; not saved.
 
     Weights are seeded (``seed`` for the text encoder, ``seed + 1`` the VAE, ``seed + 2`` the
-    transformer) and every parameter gets seeded noise (``utils.tiny_models._perturb_``), so that
+    transformer) and every parameter gets seeded noise (``utils.tiny_models.seeded_networks``), so that
     zero-initialised output layers do not make the model a trivial identity.
     """
     from diffusers import WanPipeline
 
-    from utils.tiny_models import _perturb_
 
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    text_encoder = _text_encoder(len(tokenizer))
-    torch.manual_seed(seed + 1)
-    vae = _vae()
-    torch.manual_seed(seed + 2)
-    transformer = _transformer()
-    for m in (text_encoder, vae, transformer):
-        _perturb_(m, gen)
+    text_encoder, vae, transformer = seeded_networks(seed, lambda: _text_encoder(len(tokenizer)), _vae, _transformer)
     return WanPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
@@ -179,7 +156,6 @@ def write_tiny_wan(out_dir: str | Path, seed: int = 0) -> Path:
         ``out_dir`` as a Path; load it with ``DiffusionPipeline.from_pretrained(out_dir)`` (a
         ``WanPipeline``) or ``WanImageToVideoPipeline.from_pretrained(out_dir)`` (first-frame input).
     """
-    from utils.tiny_models import _build_tokenizer, write_pipeline_folder
 
     def build(tmp: Path):
         tokenizer = _build_tokenizer(tmp / "_tok", model_max_length=TINY_WAN_MAX_SEQ_LEN)

@@ -2,7 +2,7 @@
 
 Tiling (``vae.enable_tiling()``) bounds the VAE's memory at 480x720 and above; slicing
 (``enable_slicing``) encodes/decodes one video of a batch at a time. Both are used by generation
-(``generate/pipeline.py``) and by latent encoding (``train_dpo/encode.py``) through
+(``generate/pipeline.py``) and by latent encoding (``train_dpo/encode_cogvideox.py``) through
 :func:`enable_vae_memory_savers`, and encoding goes through :func:`encode_latent_dist`.
 
 Contract: tiled encoding/decoding returns exactly the untiled size, or tiling is not used.

@@ -28,7 +28,7 @@ OUTPUT_DIR = str(REPO_ROOT / "outputs" / "candidates" / "CogVideoX-5B")  # write
 
 def main(argv=None) -> int:
     """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad configuration)."""
-    from generate.candidates import main as candidates_main
+    from generate.candidates_cli import main as candidates_main
 
     return candidates_main(argv, script_constants(globals()))
 

@@ -16,18 +16,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-# --- configuration (both can be overridden on the command line; every other scorer setting is a flag) ---
+from utils.scripts import script_constants  # noqa: E402
+
+# --- configuration: what differs from the scorer's defaults (any option of --help can be set here as
+# an UPPER_CASE constant, e.g. NUM_FRAMES = 16; a name that is no option stops the script with exit code 2) ---
 INPUT_JSON = str(REPO_ROOT / "outputs" / "candidates" / "CogVideoX-5B" / "groups.json")  # from 01_generate.py
 OUTPUT_JSON = str(REPO_ROOT / "outputs" / "candidates" / "CogVideoX-5B" / "groups_scored.json")
 
 
 def main(argv=None) -> int:
-    """Run the scorer with this script's paths, then ``argv`` (default ``sys.argv[1:]``; its flags win);
-    returns the scorer's exit code (0 ok, 1 failure, 2 bad input)."""
+    """Run the scorer with this script's constants as defaults, then ``argv`` (default ``sys.argv[1:]``;
+    its flags win); returns the scorer's exit code (0 ok, 1 failure, 2 bad input)."""
     from train_dpo.video_scorer import main as scorer_main
 
-    argv = sys.argv[1:] if argv is None else list(argv)
-    return scorer_main(["--input_json", INPUT_JSON, "--output_json", OUTPUT_JSON, *argv])
+    return scorer_main(argv, script_constants(globals()))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 49 frames 480x720 -> latents [13, 16, 60, 90]. Prompt embeddings [226, 4096] once per group. Writes
 LATENT_DIR/<group>/*.safetensors and OUTPUT_JSON (= INPUT_JSON + ``latent_path`` per video,
 ``condition_path`` per group). Resumable: re-running skips files that exist and load. Shared code:
-``train_dpo/encode.py``.
+``train_dpo/encode.py`` (JSON, files, resume), ``encode_cogvideox.py`` (encoder), ``encode_cli.py``.
 """
 
 import sys
@@ -30,7 +30,7 @@ OUTPUT_JSON = str(REPO_ROOT / "outputs" / "candidates" / "CogVideoX-5B" / "group
 
 def main(argv=None) -> int:
     """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad input)."""
-    from train_dpo.encode import run_encode_cli
+    from train_dpo.encode_cli import run_encode_cli
 
     return run_encode_cli(argv, script_constants(globals()), description=__doc__.split("\n\n")[0])
 

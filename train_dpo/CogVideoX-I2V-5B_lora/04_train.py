@@ -12,7 +12,7 @@ the README lists every default next to the released value). GLOBAL_BATCH pairs p
 step on any number of GPUs: the gradient accumulation is GLOBAL_BATCH / (GPUs x nodes x BATCH_SIZE).
 Every setting and its default: ``--help`` (``train_dpo/train_cli.py``, ``train_dpo/config.py``).
 Shared code: ``train_dpo/train.py`` (training), ``train_dpo/families/cogvideox.py`` (model),
-``train_dpo/dataset.py`` (pairs), ``train_dpo/loss.py`` (loss).
+``train_dpo/pairs.py`` (pairs), ``train_dpo/loss.py`` (loss).
 """
 
 import sys

@@ -29,7 +29,7 @@ FPS = 16  # frames: the checkpoint's 81 at 768x1360
 
 def main(argv=None) -> int:
     """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad configuration)."""
-    from generate.candidates import main as candidates_main
+    from generate.candidates_cli import main as candidates_main
 
     return candidates_main(argv, script_constants(globals()))
 

@@ -33,7 +33,7 @@ WIDTH = 1360
 
 def main(argv=None) -> int:
     """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad input)."""
-    from train_dpo.encode import run_encode_cli
+    from train_dpo.encode_cli import run_encode_cli
 
     return run_encode_cli(argv, script_constants(globals()), description=__doc__.split("\n\n")[0])
 

@@ -15,18 +15,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-# --- configuration (every value can be overridden on the command line) ---
-CANDIDATES = REPO_ROOT / "outputs" / "candidates" / "Wan2.2-TI2V-5B"
-INPUT_JSON = str(CANDIDATES / "groups.json")  # from 01_generate.py
-OUTPUT_JSON = str(CANDIDATES / "groups_scored.json")
+from utils.scripts import script_constants  # noqa: E402
+
+# --- configuration: what differs from the scorer's defaults (any option of --help can be set here as
+# an UPPER_CASE constant, e.g. NUM_FRAMES = 16; a name that is no option stops the script with exit code 2) ---
+INPUT_JSON = str(REPO_ROOT / "outputs" / "candidates" / "Wan2.2-TI2V-5B" / "groups.json")  # from 01_generate.py
+OUTPUT_JSON = str(REPO_ROOT / "outputs" / "candidates" / "Wan2.2-TI2V-5B" / "groups_scored.json")
 
 
 def main(argv=None) -> int:
-    """Run with ``argv`` (default ``sys.argv[1:]``); returns the scorer's exit code."""
-    from train_dpo.video_scorer import main as score_main
+    """Run the scorer with this script's constants as defaults, then ``argv`` (default ``sys.argv[1:]``;
+    its flags win); returns the scorer's exit code (0 ok, 1 failure, 2 bad input)."""
+    from train_dpo.video_scorer import main as scorer_main
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return score_main(["--input_json", INPUT_JSON, "--output_json", OUTPUT_JSON, *argv])  # later options win
+    return scorer_main(argv, script_constants(globals()))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ the UMT5 prompt embeddings [512, 4096] and, for a group with an image, the first
 latents [48, 1, 44, 80] exactly as ``WanImageToVideoPipeline`` computes them. Writes
 LATENT_DIR/<group>/*.safetensors and OUTPUT_JSON (= INPUT_JSON + ``latent_path`` per video,
 ``condition_path`` per group). Resumable. Shared code: ``train_dpo/encode_wan.py`` (Wan encoder),
-``train_dpo/encode.py`` (JSON, files, resume).
+``train_dpo/encode.py`` (JSON, files, resume), ``encode_cli.py`` (command line).
 """
 
 import sys
@@ -36,7 +36,7 @@ VAE_TILING = False  # tiling changes the latents; the released encoder does not 
 
 def main(argv=None) -> int:
     """Run with ``argv`` (default ``sys.argv[1:]``); returns the exit code (0 ok, 2 bad input)."""
-    from train_dpo.encode import run_encode_cli
+    from train_dpo.encode_cli import run_encode_cli
     from train_dpo.encode_wan import WanEncoder
 
     return run_encode_cli(argv, script_constants(globals()), __doc__.split("\n\n")[0],

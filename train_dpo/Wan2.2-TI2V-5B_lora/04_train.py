@@ -15,7 +15,7 @@ departure: the transformer sees the timestep of its noise level, ``floor(1000 * 
 inference (``TIMESTEP_INPUT`` None = the family's "sigma"); ``--timestep_input released`` (or the
 constant ``TIMESTEP_INPUT = "released"``) feeds the unshifted t as the released trainer does.
 Shared code: ``train_dpo/train_cli.py`` (command line), ``train_dpo/families/wan.py`` (objective),
-``train_dpo/dataset.py`` (pairs), ``train_dpo/loss.py`` (loss).
+``train_dpo/pairs.py`` (pairs), ``train_dpo/loss.py`` (loss).
 """
 
 import sys
