@@ -335,7 +335,7 @@ def main(argv=None) -> int:
         logger.error("bad input: %s", e)
         return 2
 
-    from train_dpo.dataset import PairSelectionConfig, select_preference_pairs
+    from train_dpo.pairs import PairSelectionConfig, select_preference_pairs
     from utils.report import write_report
 
     with stages.stage("report"):

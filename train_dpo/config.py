@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from train_dpo.dataset import PairSelectionConfig
+from train_dpo.pairs import PairSelectionConfig
 from utils.device import lightning_precision
 
 __all__ = ["OBJECTIVES", "DPOTrainConfig", "check_objective", "uses_cuda", "resolve_precision", "jsonable"]
@@ -50,13 +50,13 @@ class DPOTrainConfig:
     train_json: str = ""
     output_dir: str = "outputs/dpo"
     base_path: str | None = None
-    # pair selection
-    metric_name: str = "consistency_score"
-    metric_mode: str = "min"
-    min_gap: float = 0.05
-    metric_threshold: float | None = None
-    motion_threshold: float | None = 0.001
-    motion_metric: str = "motion_norm_released"
+    # pair selection (defaults: the released rules, defined once in train_dpo.pairs)
+    metric_name: str = PairSelectionConfig.metric_name
+    metric_mode: str = PairSelectionConfig.metric_mode
+    min_gap: float = PairSelectionConfig.min_gap
+    metric_threshold: float | None = PairSelectionConfig.metric_threshold
+    motion_threshold: float | None = PairSelectionConfig.motion_threshold
+    motion_metric: str = PairSelectionConfig.motion_metric
     val_fraction: float = 0.02
     split_seed: int = 0
     # objective
@@ -105,7 +105,7 @@ class DPOTrainConfig:
     progress_bar: bool = True
 
     def selection(self) -> PairSelectionConfig:
-        """The :class:`~train_dpo.dataset.PairSelectionConfig` of this run."""
+        """The :class:`~train_dpo.pairs.PairSelectionConfig` of this run."""
         return PairSelectionConfig(
             metric_name=self.metric_name,
             metric_mode=self.metric_mode,
