@@ -312,11 +312,14 @@ class DPOPairDataset(Dataset):
 
     Each item is a dict:
 
-    * ``latents_w``, ``latents_l``: ``[F, C, H, W]`` VAE latents (already multiplied by the VAE
-      scaling factor), unpadded (the trainer pads CogVideoX1.5's frame count);
-    * ``prompt_embeds``: ``[226, D]`` T5 embeddings of the group's prompt;
-    * ``image_latents``: ``[F', C, H, W]`` image-conditioning latents (I2V only, when the
-      condition file has them);
+    * ``latents_w``, ``latents_l``: VAE latents in the model family's layout: CogVideoX ``[F, C, H, W]``
+      (multiplied by the VAE scaling factor, unpadded: the trainer pads CogVideoX1.5's frame count),
+      Wan2.2 ``[C, F, H, W]`` (normalised with ``latents_mean``/``latents_std``);
+    * ``prompt_embeds``: ``[L, D]`` text embeddings of the group's prompt (T5 ``[226, 4096]`` for
+      CogVideoX, UMT5 ``[512, 4096]`` for Wan2.2);
+    * ``image_latents``: image-conditioning latents when the condition file has them (CogVideoX-I2V
+      ``[F', C, H, W]``; Wan2.2-TI2V ``[C, 1, H, W]``, optional per group: a batch holds one kind,
+      see :func:`collate_pairs`);
     * ``group_id``: str.
 
     Args:
