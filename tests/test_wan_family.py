@@ -323,3 +323,19 @@ def test_batches_never_mix_text_and_first_frame_pairs(tiny_wan, tmp_path, caplog
                "--batch_size", "2", "--lora_rank", "4", "--lora_alpha", "4", "--val_fraction", "0",
                "--num_workers", "0", "--devices", "1", "--accelerator", "cpu", "--loggers"])
     assert rc == 2 and "mix groups with image latents" in caplog.text
+
+
+def test_scheduler_without_flow_shift_is_a_configuration_error(tiny_wan, tmp_path, caplog):
+    """A Wan folder whose scheduler config has no flow_shift: 04_train.py exits 2 naming the problem
+    (a KeyError used to escape the command line as a traceback, exit 1)."""
+    folder = tmp_path / "wan"
+    shutil.copytree(tiny_wan, folder)
+    cfg_path = folder / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["flow_shift"]
+    cfg_path.write_text(json.dumps(cfg))
+    _write_wan_pairs(tmp_path, n=2)
+    main = runpy.run_path(str(REPO / "train_dpo" / "Wan2.2-TI2V-5B_lora" / "04_train.py"))["main"]
+    rc = main(["--base_model", str(folder), "--train_json", str(tmp_path / "enc.json"),
+               "--output_dir", str(tmp_path / "out"), "--devices", "1", "--accelerator", "cpu", "--loggers"])
+    assert rc == 2 and "no flow_shift" in caplog.text
