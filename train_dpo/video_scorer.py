@@ -49,7 +49,8 @@ Exit codes: 0 done (individual video failures are recorded, not fatal); 2 bad in
 (malformed or missing JSON, wrong structure, LPIPS weights unavailable, settings mismatch,
 inconsistent torchrun/srun variables, missing shard at ``--merge``);
 1 a worker crashed, no video of the run could be scored (the first error is printed), or
-``--merge`` found videos with no result in any shard (an unfinished shard). Run as ``python train_dpo/video_scorer.py`` or ``python -m train_dpo.video_scorer``.
+``--merge`` found videos with no result in any shard (an unfinished shard).
+Run as ``python train_dpo/video_scorer.py`` or ``python -m train_dpo.video_scorer``.
 """
 
 from __future__ import annotations
