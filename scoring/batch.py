@@ -175,7 +175,8 @@ def score_video_entry(
 def run(args) -> int:
     """Score (or ``--merge``) as the parsed ``train_dpo/video_scorer.py`` command line says.
 
-    Returns the exit code (0 done, 1 worker crash or nothing scored, 2 bad input or settings).
+    Returns the exit code (0 done, 1 worker crash, nothing scored or a merge missing videos, 2 bad
+    input or settings).
     """
     from metrics.lpips import LPIPSWeightsError
     from metrics.lpips_weights import load_lpips
@@ -194,8 +195,11 @@ def run(args) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         print(f"merged {len(shard_files)} shard(s) into {args.output_json}: {counts}")
-        if counts["missing"]:
-            logger.warning("%d video(s) have no result in any shard", counts["missing"])
+        if counts["missing"]:  # an unfinished shard: the merged file is incomplete, not done
+            print(f"error: {counts['missing']} video(s) have no result in any shard (unfinished shard?); "
+                  "re-run that shard, then --merge again (or score the merged file: it resumes)",
+                  file=sys.stderr)  # fmt: skip
+            return 1
         return 0
 
     # ---- validate arguments and input -------------------------------------------------------------

@@ -134,3 +134,22 @@ def test_score_script_passes_its_paths_and_user_flags_win(tmp_path, capsys):
     mine = ["--input_json", str(tmp_path / "mine.json")]
     assert main(["--no_lpips", *mine, "--output_json", str(tmp_path / "s.json")]) == 2
     assert "mine.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("constants, name", [({"METRIC_MODE": "mni"}, "METRIC_MODE"),
+                                             ({"LOSS_TYPE": "hing"}, "LOSS_TYPE"),
+                                             ({"KIND": "iv2"}, "KIND")])
+def test_constant_outside_its_choices_exits_2(constants, name, capsys):
+    """argparse validates choices of command-line values only: a script constant with a misspelled
+    value used to pass silently (METRIC_MODE = "mni" reached the trainer)."""
+    build = build_arg_parser if name == "KIND" else build_train_argparser
+    with pytest.raises(SystemExit) as e:
+        build(constants)
+    assert e.value.code == 2 and name in capsys.readouterr().err
+    assert build_train_argparser({"METRIC_MODE": "max"}).parse_args([]).metric_mode == "max"
+
+
+def test_string_constant_of_a_sequence_option_is_one_value():
+    """LOGGERS = "csv" is the list ["csv"], not its characters (which the trainer took as loggers c, s, v)."""
+    cfg = train_config_from_args(build_train_argparser({"LOGGERS": "csv", "LORA_TARGETS": "to_q"}).parse_args([]))
+    assert cfg.loggers == ("csv",) and cfg.lora_targets == ("to_q",)

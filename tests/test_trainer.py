@@ -610,9 +610,10 @@ def test_unknown_objective_exits_2_naming_it(tmp_path, capsys, caplog):
     assert e.value.code == 2 and "bogus" in capsys.readouterr().err
     from train_dpo.train_cli import run_train_cli
 
-    # a bad script constant (argparse does not check defaults): refused before any loading
-    rc = run_train_cli([], {"objective": "bogus", "base_model": str(tmp_path / "m"), "train_json": "x.json"})
-    assert rc == 2 and "unknown objective 'bogus'" in caplog.text
+    # a bad script constant (argparse does not check defaults; utils.config_cli does): exit 2 naming it
+    with pytest.raises(SystemExit) as e:
+        run_train_cli([], {"objective": "bogus", "base_model": str(tmp_path / "m"), "train_json": "x.json"})
+    assert e.value.code == 2 and "OBJECTIVE = 'bogus'" in capsys.readouterr().err
 
 
 def test_dpo_on_pairs_picked_by_epipolar(tiny_models, tmp_path):

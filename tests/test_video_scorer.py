@@ -314,6 +314,14 @@ def test_merge_reads_round_robin_shards_of_earlier_versions_and_refuses_mixed_se
         _write(d / f"legacy_out.shard{i}-of-2.json", shard)
     assert video_scorer.main(_args(workdir, inp, out, "--merge")) == 0
     assert _scores(json.loads(out.read_text())) == _scores(done)
+    # an unfinished shard (a video without result): the merge is written but is no success (exit 1)
+    unfinished = {**done, "groups": json.loads(json.dumps(done["groups"][1::2]))}
+    for k in SCORES:
+        unfinished["groups"][0]["videos"][0].pop(k, None)
+    _write(d / "legacy_out.shard1-of-2.json", unfinished)
+    capsys.readouterr()
+    assert video_scorer.main(_args(workdir, inp, out, "--merge")) == 1
+    assert "1 video(s) have no result" in capsys.readouterr().err
     other = {**done, "groups": done["groups"][1::2],
              "consistency_scorer": {**done["consistency_scorer"], "num_frames": 9}}
     _write(d / "legacy_out.shard1-of-2.json", other)

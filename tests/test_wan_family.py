@@ -255,28 +255,10 @@ def test_encode_script_writes_normalised_mean_latents(tiny_wan, fixtures_dir, tm
 
 def test_train_script_on_tiny_wan(tiny_wan, tmp_path):
     """04_train.py end to end (TI2V pairs); runs once WanFamily is registered in train_dpo.families."""
-    from safetensors.torch import save_file
-
     families = pytest.importorskip("train_dpo.families")
     if "WanTransformer3DModel" not in getattr(families, "FAMILY_BY_TRANSFORMER", {}):
         pytest.skip("WanFamily is not registered in train_dpo.families yet (integration)")
-    g = torch.Generator().manual_seed(0)
-    groups = []
-    for i in range(12):
-        gid = f"g{i}"
-        (tmp_path / gid).mkdir()
-        w, lo = torch.randn(48, 5, 4, 4, generator=g) + 0.1, torch.randn(48, 5, 4, 4, generator=g) - 0.1
-        save_file({"prompt_embeds": torch.randn(512, 32, generator=g), "image_latents": w[:, :1].clone()},
-                  str(tmp_path / gid / "condition.safetensors"))
-        videos = []
-        for j, (x, score) in enumerate([(w, 0.2), (lo, 0.6)]):
-            save_file({"latents": x}, str(tmp_path / gid / f"v{j}.safetensors"))
-            videos.append({"video_path": f"{gid}/seed_{j}.mp4", "seed": j, "consistency_score": score,
-                           "motion_norm": 0.1, "motion_norm_released": 0.1,
-                           "latent_path": f"{gid}/v{j}.safetensors"})
-        groups.append({"group_id": gid, "prompt": PROMPT, "condition_path": f"{gid}/condition.safetensors",
-                       "videos": videos})
-    (tmp_path / "enc.json").write_text(json.dumps({"groups": groups}))
+    _write_wan_pairs(tmp_path)
     main = runpy.run_path(str(REPO / "train_dpo" / "Wan2.2-TI2V-5B_lora" / "04_train.py"))["main"]
     out = tmp_path / "out"
     rc = main(["--base_model", str(tiny_wan), "--train_json", str(tmp_path / "enc.json"),
@@ -293,3 +275,67 @@ def test_train_script_on_tiny_wan(tiny_wan, tmp_path):
     cfg = json.loads((out / "final_lora" / "adapter_config.json").read_text())
     assert cfg["auto_mapping"]["base_model_class"] == "WanTransformer3DModel"
     assert set(cfg["target_modules"]) == set(WanFamily.lora_targets) and cfg["r"] == 8
+
+
+def _write_wan_pairs(root: Path, n: int = 12, with_image=lambda i: True) -> None:
+    """``root/enc.json`` with ``n`` encoded groups of tiny-Wan latents (winner score 0.2, loser 0.6);
+    group ``i`` has ``image_latents`` when ``with_image(i)``."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    groups = []
+    for i in range(n):
+        gid = f"g{i}"
+        (root / gid).mkdir()
+        w, lo = torch.randn(48, 5, 4, 4, generator=g) + 0.1, torch.randn(48, 5, 4, 4, generator=g) - 0.1
+        cond = {"prompt_embeds": torch.randn(512, 32, generator=g)}
+        if with_image(i):
+            cond["image_latents"] = w[:, :1].clone()
+        save_file(cond, str(root / gid / "condition.safetensors"))
+        videos = []
+        for j, (x, score) in enumerate([(w, 0.2), (lo, 0.6)]):
+            save_file({"latents": x}, str(root / gid / f"v{j}.safetensors"))
+            videos.append({"video_path": f"{gid}/seed_{j}.mp4", "seed": j, "consistency_score": score,
+                           "motion_norm": 0.1, "motion_norm_released": 0.1,
+                           "latent_path": f"{gid}/v{j}.safetensors"})
+        groups.append({"group_id": gid, "prompt": PROMPT, "condition_path": f"{gid}/condition.safetensors",
+                       "videos": videos})
+    (root / "enc.json").write_text(json.dumps({"groups": groups}))
+
+
+def test_batches_never_mix_text_and_first_frame_pairs(tiny_wan, tmp_path, caplog):
+    """Groups with and without image latents and batch_size 2: an error before training (exit 2),
+    never a batch whose image latents default_collate silently drops (or a KeyError mid-run)."""
+    from torch.utils.data import default_collate
+
+    from train_dpo.dataset import collate_pairs
+
+    with_img = {"latents_w": torch.zeros(1), "group_id": "a", "image_latents": torch.zeros(1)}
+    without = {"latents_w": torch.zeros(1), "group_id": "b"}
+    assert "image_latents" not in default_collate([without, with_img])  # what happened before
+    with pytest.raises(ValueError, match="group a.*group b"):
+        collate_pairs([without, with_img])
+    assert collate_pairs([with_img, with_img])["image_latents"].shape == (2, 1)
+    _write_wan_pairs(tmp_path, n=4, with_image=lambda i: i % 2 == 1)
+    main = runpy.run_path(str(REPO / "train_dpo" / "Wan2.2-TI2V-5B_lora" / "04_train.py"))["main"]
+    rc = main(["--base_model", str(tiny_wan), "--train_json", str(tmp_path / "enc.json"),
+               "--output_dir", str(tmp_path / "out"), "--max_steps", "2", "--global_batch", "2",
+               "--batch_size", "2", "--lora_rank", "4", "--lora_alpha", "4", "--val_fraction", "0",
+               "--num_workers", "0", "--devices", "1", "--accelerator", "cpu", "--loggers"])
+    assert rc == 2 and "mix groups with image latents" in caplog.text
+
+
+def test_scheduler_without_flow_shift_is_a_configuration_error(tiny_wan, tmp_path, caplog):
+    """A Wan folder whose scheduler config has no flow_shift: 04_train.py exits 2 naming the problem
+    (a KeyError used to escape the command line as a traceback, exit 1)."""
+    folder = tmp_path / "wan"
+    shutil.copytree(tiny_wan, folder)
+    cfg_path = folder / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["flow_shift"]
+    cfg_path.write_text(json.dumps(cfg))
+    _write_wan_pairs(tmp_path, n=2)
+    main = runpy.run_path(str(REPO / "train_dpo" / "Wan2.2-TI2V-5B_lora" / "04_train.py"))["main"]
+    rc = main(["--base_model", str(folder), "--train_json", str(tmp_path / "enc.json"),
+               "--output_dir", str(tmp_path / "out"), "--devices", "1", "--accelerator", "cpu", "--loggers"])
+    assert rc == 2 and "no flow_shift" in caplog.text

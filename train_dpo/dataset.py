@@ -26,6 +26,8 @@ __all__ = [
     "resolve_path",
     "default_base_path",
     "load_latents_file",
+    "collate_pairs",
+    "check_image_latents_uniform",
 ]
 
 
@@ -68,11 +70,14 @@ class DPOPairDataset(Dataset):
 
     Each item is a dict:
 
-    * ``latents_w``, ``latents_l``: ``[F, C, H, W]`` VAE latents (already multiplied by the VAE
-      scaling factor), unpadded (the trainer pads CogVideoX1.5's frame count);
-    * ``prompt_embeds``: ``[226, D]`` T5 embeddings of the group's prompt;
-    * ``image_latents``: ``[F', C, H, W]`` image-conditioning latents (I2V only, when the
-      condition file has them);
+    * ``latents_w``, ``latents_l``: VAE latents in the model family's layout: CogVideoX ``[F, C, H, W]``
+      (multiplied by the VAE scaling factor, unpadded: the trainer pads CogVideoX1.5's frame count),
+      Wan2.2 ``[C, F, H, W]`` (normalised with ``latents_mean``/``latents_std``);
+    * ``prompt_embeds``: ``[L, D]`` text embeddings of the group's prompt (T5 ``[226, 4096]`` for
+      CogVideoX, UMT5 ``[512, 4096]`` for Wan2.2);
+    * ``image_latents``: image-conditioning latents when the condition file has them (CogVideoX-I2V
+      ``[F', C, H, W]``; Wan2.2-TI2V ``[C, 1, H, W]``, optional per group: a batch holds one kind,
+      see :func:`collate_pairs`);
     * ``group_id``: str.
 
     Args:
@@ -137,6 +142,56 @@ class DPOPairDataset(Dataset):
                 f"{tuple(item['latents_w'].shape)} vs {tuple(item['latents_l'].shape)}"
             )
         return item
+
+
+def collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``default_collate`` of :class:`DPOPairDataset` items that refuses a batch mixing pairs with
+    and without ``image_latents`` (a text-image-to-video model such as Wan2.2-TI2V takes both kinds,
+    but one batch is one kind: ``default_collate`` would silently drop the image latents of the
+    whole batch when its first item has none, or fail with a bare ``KeyError`` otherwise).
+
+    Raises:
+        ValueError: names a group with and one without image latents.
+    """
+    from torch.utils.data import default_collate
+
+    has = [("image_latents" in item) for item in items]
+    if any(has) and not all(has):
+        with_img = items[has.index(True)]["group_id"]
+        without = items[has.index(False)]["group_id"]
+        raise ValueError(
+            f"one batch mixes pairs with image latents (group {with_img}) and without (group {without}); "
+            "use batch_size 1 or encode every group alike (all with or all without image_path)"
+        )
+    return default_collate(items)
+
+
+def check_image_latents_uniform(*datasets: DPOPairDataset) -> None:
+    """Before training with ``batch_size > 1``: every condition file of ``datasets`` has
+    ``image_latents`` or none has (reads the safetensors headers only); see :func:`collate_pairs`.
+
+    Raises:
+        ValueError: names a group with and one without image latents.
+        FileNotFoundError: a condition file is missing.
+    """
+    from safetensors import safe_open
+
+    seen: dict[bool, str] = {}
+    for ds in datasets:
+        for pair in ds.pairs:
+            if not pair.condition_path:
+                continue  # reported when the item is loaded
+            cond = resolve_path(pair.condition_path, ds.base_path)
+            if not cond.is_file():
+                raise FileNotFoundError(f"condition file not found: {cond}")
+            with safe_open(str(cond), framework="pt") as f:
+                seen.setdefault("image_latents" in f.keys(), pair.group_id)
+            if len(seen) == 2:
+                raise ValueError(
+                    f"the pairs mix groups with image latents (group {seen[True]}) and without (group "
+                    f"{seen[False]}); a batch of more than one pair needs one kind: use --batch_size 1 "
+                    "or encode every group alike (all with or all without image_path)"
+                )
 
 
 def load_preference_datasets(

@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader
 
 from train_dpo.checkpointing import DPOCheckpointCallback
 from train_dpo.config import DPOTrainConfig, check_objective, jsonable, resolve_precision, uses_cuda
-from train_dpo.dataset import DPOPairDataset, load_preference_datasets
+from train_dpo.dataset import (DPOPairDataset, check_image_latents_uniform, collate_pairs,
+                               load_preference_datasets)
 from train_dpo.families import ModelFamily, load_family
 from train_dpo.lightning_module import DiffusionDPOModule
 from train_dpo.resumable_loader import ResumableDataLoader
@@ -188,7 +189,8 @@ def _dataloaders(cfg: DPOTrainConfig, train_ds: DPOPairDataset, val_ds: DPOPairD
     epoch) that resumes mid-epoch; distributed: a shuffled ``DataLoader`` under Lightning's sampler)
     and validation loader (None without validation pairs)."""
     loader_kw = dict(
-        num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, pin_memory=uses_cuda(cfg)
+        num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, pin_memory=uses_cuda(cfg),
+        collate_fn=collate_pairs,
     )
     drop_last = len(train_ds) >= cfg.batch_size
     if distributed:
@@ -256,6 +258,8 @@ def train(
         family.check_item(train_ds[0])
     except (KeyError, FileNotFoundError) as e:
         raise ValueError(f"cannot load the first training pair: {e}") from e
+    if cfg.batch_size > 1:  # one batch is one kind (text-to-video or first-frame conditioned)
+        check_image_latents_uniform(train_ds, val_ds)
     module = DiffusionDPOModule(transformer, family, cfg)
 
     # ---- trainer ---------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ _val_batches.__name__ = "limit_val_batches"
 
 TRAIN_ARGS: dict[str, dict[str, str | Arg]] = {
     "model and data": {
-        "base_model": "diffusers CogVideoX folder or hub id",
+        "base_model": "diffusers CogVideoX or Wan2.2 folder or hub id (the model family follows it)",
         "train_json": "encoded JSON of 03_encode.py",
         "base_path": "JSON paths are relative to this (none: the JSON's folder + its video_root)",
         "output_dir": "checkpoint-<step>/, final_lora/, lightning/last.ckpt and logs",
@@ -66,7 +66,8 @@ TRAIN_ARGS: dict[str, dict[str, str | Arg]] = {
         "split_seed": "seed of the train/validation split",
     },
     "objective": {
-        "objective": Arg("dpo: Diffusion-DPO on the pairs; sft: v-prediction MSE on the winners (ablation)",
+        "objective": Arg("dpo: Diffusion-DPO on the pairs; sft: the family's prediction MSE on the winners "
+                         "(v-prediction for CogVideoX, velocity for Wan; ablation)",
                          choices=OBJECTIVES),
         "beta": "= Diffusion-DPO beta_dpo / 2 (see train_dpo/loss.py)",
         "label_smoothing": "conservative DPO label smoothing",

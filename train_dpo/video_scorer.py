@@ -48,7 +48,9 @@ frames, recorded as ``num_frames_used``, with one warning per run naming how man
 Exit codes: 0 done (individual video failures are recorded, not fatal); 2 bad input / settings
 (malformed or missing JSON, wrong structure, LPIPS weights unavailable, settings mismatch,
 inconsistent torchrun/srun variables, missing shard at ``--merge``);
-1 a worker crashed, or no video of the run could be scored (the first error is printed). Run as ``python train_dpo/video_scorer.py`` or ``python -m train_dpo.video_scorer``.
+1 a worker crashed, no video of the run could be scored (the first error is printed), or
+``--merge`` found videos with no result in any shard (an unfinished shard).
+Run as ``python train_dpo/video_scorer.py`` or ``python -m train_dpo.video_scorer``.
 """
 
 from __future__ import annotations
@@ -183,7 +185,8 @@ def _configure_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None, constants: Mapping[str, Any] | None = None) -> int:
-    """Command-line entry point; returns the exit code (0 ok, 1 worker crash, 2 bad input/settings).
+    """Command-line entry point; returns the exit code (0 ok, 1 worker crash or incomplete
+    merge, 2 bad input/settings).
 
     ``constants``: a per-model ``02_score.py``'s UPPER_CASE constants (``{"INPUT_JSON": ...}``), the
     defaults of the options of the same name (``utils.config_cli.apply_constants``: a name that is

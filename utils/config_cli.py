@@ -27,8 +27,10 @@ Scripts whose parser is not built from a dataclass (``evaluate.py``, ``generate/
 
 Errors: an unknown constant or key exits with code 2 (argparse's ``parser.error``) and names it
 and the nearest valid name (``difflib``), e.g. ``unknown setting LERNING_RATE (did you mean
-LEARNING_RATE?)``. A config field missing from the help table, or a table entry naming no field,
-is a programming error (``TypeError`` when the parser is built).
+LEARNING_RATE?)``; so does a constant outside its option's ``choices`` (argparse itself checks
+only command-line values). A string constant of a sequence option is one value (``LOGGERS =
+"csv"``). A config field missing from the help table, or a table entry naming no field, is a
+programming error (``TypeError`` when the parser is built).
 """
 
 from __future__ import annotations
@@ -136,6 +138,8 @@ def _add_field(group, name: str, tp, spec: Arg, default: Any, required: bool) ->
         convert = spec.type or _scalar_converter(item, name)
         if isinstance(default, tuple):
             kw["default"] = list(default)
+        elif isinstance(default, str):  # LORA_TARGETS = "to_q": one value, not its characters
+            kw["default"] = [default]
     else:
         convert = spec.type or _scalar_converter(inner, name)
         if optional and spec.type is None:
@@ -203,11 +207,19 @@ def build_config_parser(
                 p.error(_unknown_message(key, names))
             values[key.lower()] = value
             required.discard(key.lower())
+    given = {k.lower() for source in ((defaults or {}), (constants or {})) for k in source}
     for title, entries in help_table.items():
         group = p.add_argument_group(title)
         for name, spec in entries.items():
             spec = spec if isinstance(spec, Arg) else Arg(help=spec)
-            _add_field(group, name, hints[name], spec, values[name], name in required)
+            value = values[name]
+            if name in given and spec.choices is not None and value is not None:
+                # argparse checks choices of command-line values only, never of defaults
+                seq = value if isinstance(value, (list, tuple)) else [value]
+                bad = [v for v in seq if v not in spec.choices and str(v).lower() not in NONE_WORDS]
+                if bad:
+                    p.error(f"{name.upper()} = {bad[0]!r} is not one of {list(spec.choices)}")
+            _add_field(group, name, hints[name], spec, value, name in required)
     return p
 
 

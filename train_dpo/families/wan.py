@@ -143,7 +143,8 @@ class WanFamily(ModelFamily):
 
         Raises:
             utils.hub.ModelNotAvailableError: not a local folder and not in the hub cache.
-            KeyError: the scheduler config has no ``flow_shift`` (not a Wan flow-matching scheduler).
+            ValueError: the scheduler config has no ``flow_shift`` (not a Wan flow-matching scheduler;
+                a configuration error: ``04_train.py`` exits 2 naming the folder).
         """
         from diffusers import DiffusionPipeline, UniPCMultistepScheduler, WanTransformer3DModel
 
@@ -156,7 +157,7 @@ class WanFamily(ModelFamily):
         # load_config only reads scheduler/scheduler_config.json (whatever the scheduler class)
         sched = UniPCMultistepScheduler.load_config(str(base_model), subfolder="scheduler")
         if "flow_shift" not in sched:
-            raise KeyError(f"{base_model}: scheduler config has no flow_shift (not a Wan flow scheduler)")
+            raise ValueError(f"{base_model}: scheduler config has no flow_shift (not a Wan flow scheduler)")
         index = DiffusionPipeline.load_config(str(base_model))
         family = cls(
             transformer.config,
