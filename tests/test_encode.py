@@ -103,6 +103,29 @@ def test_encode_t2v_shapes_decode_and_resume(tiny_models, video_set):
     assert stats["videos_encoded"] == 1 and stats["videos_skipped_existing"] == 1
     assert torch.equal(_load(video_set / v0["latent_path"], "latents"), lat)
 
+    # a changed prompt re-encodes the condition (the file records the prompt it was encoded from)
+    scored = json.loads((video_set / "groups_scored.json").read_text())
+    scored["groups"][0]["prompt"] = "a woman reads a map in a car"
+    (video_set / "groups_scored.json").write_text(json.dumps(scored))
+    stats = encode_dataset(cfg, pipe=pipe)
+    assert stats["conditions_encoded"] == 1 and stats["videos_skipped_existing"] == 2
+    ref_pe, _ = pipe.encode_prompt("a woman reads a map in a car", do_classifier_free_guidance=False,
+                                   max_sequence_length=226)
+    assert torch.equal(_load(video_set / g["condition_path"], "prompt_embeds"), ref_pe[0])
+
+
+def test_tensors_file_ok_exact_keys_and_meta(tmp_path):
+    """A condition file with image latents is stale for a group that no longer has an image."""
+    from safetensors.torch import save_file
+
+    f = tmp_path / "condition.safetensors"
+    save_file({"prompt_embeds": torch.zeros(2, 3), "image_latents": torch.zeros(1)}, str(f),
+              metadata={"num_frames": "9", "max_sequence_length": "226"})
+    assert tensors_file_ok(f, ("prompt_embeds",), {"num_frames": 9})
+    assert not tensors_file_ok(f, ("prompt_embeds",), {"num_frames": 9}, exact_keys=True)
+    assert tensors_file_ok(f, ("prompt_embeds", "image_latents"), {"num_frames": 9}, exact_keys=True)
+    assert not tensors_file_ok(f, ("prompt_embeds", "image_latents"), {"max_sequence_length": 512})
+
 
 def test_encode_script_cogvideox15(tiny_models, video_set):
     """The 1.5 script (81 frames by default) on the tiny 1.5 model: 17 frames -> 5 latent frames."""

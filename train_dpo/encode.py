@@ -166,15 +166,18 @@ def save_tensors(
 
 
 def tensors_file_ok(
-    path: str | os.PathLike, keys: tuple[str, ...], expect_meta: dict[str, Any] | None = None
+    path: str | os.PathLike, keys: tuple[str, ...], expect_meta: dict[str, Any] | None = None,
+    exact_keys: bool = False,
 ) -> bool:
-    """True when ``path`` is a readable safetensors file holding every key in ``keys`` and, when
-    given, metadata equal (as strings) to ``expect_meta`` (e.g. frames/size it was encoded at)."""
+    """True when ``path`` is a readable safetensors file holding every key in ``keys`` (with
+    ``exact_keys``: no other key) and, when given, metadata equal (as strings) to ``expect_meta``
+    (e.g. frames/size and encoder settings it was encoded with)."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            if not set(keys) <= set(f.keys()):
+            have = set(f.keys())
+            if not set(keys) <= have or (exact_keys and have != set(keys)):
                 return False
             for k in keys:
                 f.get_slice(k).get_shape()
@@ -273,7 +276,9 @@ def encode_dataset(cfg: EncodeConfig, pipe=None, encoder_factory=None) -> dict[s
         **encoder.meta,
         "format": "videogpa-latents-v1",
     }
-    same = {k: meta[k] for k in ("num_frames", "height", "width")}  # existing files must match these
+    # existing files are kept only when encoded at this size by an encoder with these settings (VAE
+    # tiling aside: it changes only the blending at tile seams, not the latent space)
+    same = {k: meta[k] for k in ("num_frames", "height", "width", *encoder.meta) if k != "vae_tiling"}
     stats = dict.fromkeys(
         ["groups", "videos_encoded", "videos_skipped_existing", "videos_skipped_error", "videos_failed",
          "conditions_encoded", "conditions_skipped_existing"], 0)  # fmt: skip
@@ -289,11 +294,15 @@ def encode_dataset(cfg: EncodeConfig, pipe=None, encoder_factory=None) -> dict[s
         if encoder.image_mode != "none" and group.get("image_path"):
             image = base / group["image_path"]  # an absolute image_path stays absolute
         cond_keys = ("prompt_embeds", "image_latents") if image is not None else ("prompt_embeds",)
-        if not cfg.overwrite and tensors_file_ok(cond_file, cond_keys, same):
+        cond_meta = dict(meta, group_id=gid, prompt=str(group.get("prompt", "")),
+                         max_sequence_length=cfg.max_sequence_length)  # fmt: skip
+        same_cond = dict(same, prompt=cond_meta["prompt"], max_sequence_length=cfg.max_sequence_length)
+        # exact keys: a group whose image was removed must not keep its old image latents
+        if not cfg.overwrite and tensors_file_ok(cond_file, cond_keys, same_cond, exact_keys=True):
             stats["conditions_skipped_existing"] += 1
         else:
             cond = encoder.encode_condition(str(group.get("prompt", "")), image)
-            save_tensors(cond_file, cond, dict(meta, group_id=gid, prompt=str(group.get("prompt", ""))))
+            save_tensors(cond_file, cond, cond_meta)
             stats["conditions_encoded"] += 1
         group["condition_path"] = _rel(cond_file, base)
         # ---- videos
