@@ -311,3 +311,20 @@ def test_inconsistent_launcher_variables_are_a_config_error(tiny_models, fixture
                             "--output_dir", str(tmp_path / "cand")]) == 2
     assert "RANK=4 is not in [0, WORLD_SIZE=4)" in capsys.readouterr().err
     assert not (tmp_path / "cand").exists() and not list(tmp_path.glob("*.mp4"))
+
+
+def test_output_names_of_long_prompts_do_not_collide():
+    """Long captions that share their first 60 slug characters get distinct names; short ones keep theirs."""
+    import hashlib
+
+    from generate.outputs import output_name
+
+    assert output_name("t2v", "A cat, on a mat!", None) == "a_cat_on_a_mat"
+    a = "a camera slowly moves through a long stone corridor with arches and warm light, then turns left"
+    b = "a camera slowly moves through a long stone corridor with arches and warm light, then turns right"
+    na, nb = output_name("t2v", a, None), output_name("t2v", b, None)
+    assert na != nb and na.startswith("a_camera_slowly_moves_through_a_long_stone_corridor_with_arc")
+    assert na.endswith("-" + hashlib.sha1(a.encode("utf-8")).hexdigest()[:8])
+    captions = json.loads((Path(__file__).resolve().parents[1] / "data" / "dl3dv_captions_1K.json").read_text())
+    names = {output_name("t2v", c, None) for c in captions.values()}
+    assert len(names) == len(set(captions.values()))  # 1,000 captions, 1,000 names (789 before)
