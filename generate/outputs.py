@@ -35,8 +35,8 @@ def output_name(kind: str, prompt: str, image_path: str | None, max_len: int = 6
     """The video's base name: the prompt's slug (t2v) or the image file's stem slug (i2v).
 
     A slug cut at ``max_len`` characters gets ``-<first 8 hex of sha1(text)>`` appended, so long
-    prompts that share their first words (211 of the 1,000 DL3DV captions share a 60-character
-    slug with another) never write the same file; short names are unchanged.
+    prompts that share their first words (202 of the 1,000 DL3DV captions share a 60-character
+    slug with another: 871 names) never write the same file; short names are unchanged.
     """
     text = Path(image_path).stem if kind == "i2v" else prompt
     full = slugify(text, max_len=10_000)

@@ -327,4 +327,4 @@ def test_output_names_of_long_prompts_do_not_collide():
     assert na.endswith("-" + hashlib.sha1(a.encode("utf-8")).hexdigest()[:8])
     captions = json.loads((Path(__file__).resolve().parents[1] / "data" / "dl3dv_captions_1K.json").read_text())
     names = {output_name("t2v", c, None) for c in captions.values()}
-    assert len(names) == len(set(captions.values()))  # 1,000 captions, 1,000 names (789 before)
+    assert len(names) == len(set(captions.values()))  # 1,000 captions, 1,000 names (871 before)
