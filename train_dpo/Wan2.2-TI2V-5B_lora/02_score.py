@@ -1,7 +1,7 @@
 """Step 2 of the Wan2.2-TI2V-5B DPO recipe: score the candidates' 3-D consistency (VGGT).
 
     python train_dpo/Wan2.2-TI2V-5B_lora/02_score.py
-    python train_dpo/Wan2.2-TI2V-5B_lora/02_score.py --num_shards 8 --shard_index $i   # one of 8 GPUs
+    python train_dpo/Wan2.2-TI2V-5B_lora/02_score.py --num_shards 8 --shard_index $i --devices cuda:$i  # 1 of 8 GPUs
 
 Writes ``OUTPUT_JSON`` = ``INPUT_JSON`` + ``consistency_score``, ``motion_norm`` ... per video.
 Every option of ``train_dpo/video_scorer.py`` can be given; those below are this model's defaults.
