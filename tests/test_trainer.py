@@ -302,7 +302,8 @@ def test_resume_continues_steps_and_optimizer_state(tiny_models, tmp_path):
         def __init__(self, store):
             self.store = store
 
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            # the generator training_step drew this micro-batch's noise and timesteps from
             self.store.setdefault("gen_seed", pl_module._train_gen.initial_seed())
 
     res = train(_small_cfg(max_steps=4, **common), callbacks=[SeedProbe(first)])

@@ -146,12 +146,6 @@ class DiffusionDPOModule(pl.LightningModule):
         return sft_loss(self(inputs), target)
 
     # ---- Lightning hooks ----------------------------------------------------------------------
-    def on_train_start(self) -> None:
-        # on_train_start, not on_fit_start: Lightning restores global_step from a resumed checkpoint
-        # between the two, and a resumed run must not replay the noise/timesteps of step 0
-        seed = int(self.cfg.seed) * 1_000_003 + 7919 * int(self.global_rank) + int(self.global_step)
-        self._train_gen = torch.Generator().manual_seed(seed)
-
     def training_step(self, batch, batch_idx):
         # noise and timesteps of each micro-batch are a function of (seed, rank, optimiser step,
         # micro-batch within the step), so a run resumed from last.ckpt draws what an
