@@ -122,9 +122,10 @@ def check_objective(objective: str) -> None:
         raise ValueError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
 
 
-def uses_cuda(cfg: DPOTrainConfig) -> bool:
-    """True when the run trains on CUDA: CUDA is available and ``cfg.accelerator`` allows it."""
-    return torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
+def uses_cuda(accelerator: str) -> bool:
+    """True when a run with Lightning ``accelerator`` trains on CUDA: CUDA is available and
+    ``accelerator`` is ``"auto"``, ``"gpu"`` or ``"cuda"``."""
+    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
 
 
 def resolve_precision(cfg: DPOTrainConfig) -> str:
@@ -134,7 +135,7 @@ def resolve_precision(cfg: DPOTrainConfig) -> str:
     the half dtype and the LoRA weights in float32."""
     if cfg.precision:
         return cfg.precision
-    return lightning_precision(uses_cuda(cfg))
+    return lightning_precision(uses_cuda(cfg.accelerator))
 
 
 def jsonable(obj: Any) -> Any:

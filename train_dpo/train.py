@@ -93,7 +93,7 @@ def resolve_num_devices(devices: Any, accelerator: str = "auto") -> int:
     Raises:
         ValueError: 0 or a negative count other than -1, or an unparsable string.
     """
-    use_cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    use_cuda = uses_cuda(accelerator)
     if isinstance(devices, str):
         text = devices.strip()
         if text == "auto":
@@ -189,8 +189,8 @@ def _dataloaders(cfg: DPOTrainConfig, train_ds: DPOPairDataset, val_ds: DPOPairD
     epoch) that resumes mid-epoch; distributed: a shuffled ``DataLoader`` under Lightning's sampler)
     and validation loader (None without validation pairs)."""
     loader_kw = dict(
-        num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, pin_memory=uses_cuda(cfg),
-        collate_fn=collate_pairs,
+        num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+        pin_memory=uses_cuda(cfg.accelerator), collate_fn=collate_pairs,
     )
     drop_last = len(train_ds) >= cfg.batch_size
     if distributed:
