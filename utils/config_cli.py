@@ -201,13 +201,14 @@ def build_config_parser(
     required = {f.name for f in dataclasses.fields(cls)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}  # fmt: skip
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    given: set[str] = set()  # settings a default or constant sets
     for source in (defaults or {}), (constants or {}):
         for key, value in source.items():
             if key.lower() not in names:
                 p.error(_unknown_message(key, names))
             values[key.lower()] = value
-            required.discard(key.lower())
-    given = {k.lower() for source in ((defaults or {}), (constants or {})) for k in source}
+            given.add(key.lower())
+    required -= given
     for title, entries in help_table.items():
         group = p.add_argument_group(title)
         for name, spec in entries.items():
