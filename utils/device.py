@@ -45,9 +45,9 @@ def compute_dtype(device: str | torch.device) -> torch.dtype:
     return half_dtype(device) if device.type == "cuda" else torch.float32
 
 
-def lightning_precision(use_cuda: bool, device: str | torch.device = "cuda") -> str:
+def lightning_precision(use_cuda: bool) -> str:
     """Lightning ``precision`` under the same policy: ``"bf16-mixed"`` / ``"16-mixed"`` on CUDA
-    (by :func:`half_dtype` of ``device``), ``"32-true"`` on CPU."""
+    (by :func:`half_dtype` of the current CUDA device), ``"32-true"`` on CPU."""
     if not use_cuda:
         return "32-true"
-    return "bf16-mixed" if half_dtype(device) == torch.bfloat16 else "16-mixed"
+    return "bf16-mixed" if half_dtype("cuda") == torch.bfloat16 else "16-mixed"
