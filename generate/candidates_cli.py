@@ -20,11 +20,11 @@ if __package__ in (None, ""):  # `python generate/candidates_cli.py`
 
 from generate.candidate_shards import merge_shards  # noqa: E402
 from generate.candidates import GROUPS_JSON_NAME, CandidateConfig, generate_candidates  # noqa: E402
-from generate.pipeline import OFFLOAD_MODES, GenerationConfigError, launcher_info  # noqa: E402
+from generate.pipeline import OFFLOAD_MODES, GenerationConfigError  # noqa: E402
 from utils.config_cli import Arg, build_config_parser, config_from_args  # noqa: E402
 from utils.io_utils import JSONInputError  # noqa: E402
-from utils.jobs import find_shards  # noqa: E402
-from utils.launcher import SHARD_HELP, LaunchInfo  # noqa: E402
+from utils.jobs import find_shards, launch_defaults  # noqa: E402
+from utils.launcher import SHARD_HELP  # noqa: E402
 from utils.log_filters import quiet_expected_messages  # noqa: E402
 from utils.lora import LoraAdapterError  # noqa: E402
 
@@ -69,17 +69,14 @@ def build_arg_parser(
 
     Args:
         constants: a per-model script's settings (``{"BASE_MODEL": ..., "KIND": "i2v"}``, any case).
-    The shard defaults come from the launcher environment (:mod:`utils.launcher`); inconsistent
+    The shard defaults come from the launcher environment (``utils.jobs.launch_defaults``); inconsistent
     launcher variables do not raise here: the parsed namespace carries ``launch_error`` and
     :func:`run_from_args` reports it (exit code 2).
 
     Raises:
         SystemExit(2): a constant names no setting (message names it and the nearest one).
     """
-    try:
-        launch, launch_error = launcher_info(), None
-    except GenerationConfigError as e:  # e.g. RANK=4 with WORLD_SIZE=4: reported by run_from_args
-        launch, launch_error = LaunchInfo(), str(e)
+    launch, launch_error = launch_defaults()  # e.g. RANK=4 with WORLD_SIZE=4: reported by run_from_args
     p = build_config_parser(
         CandidateConfig, CANDIDATE_ARGS, constants=constants,
         defaults={"num_shards": launch.num_shards, "shard_index": launch.shard_index},

@@ -132,7 +132,7 @@ def inference_main(kind: str, argv: Sequence[str] | None, constants: Mapping[str
         return 2
 
 
-def _run_inference(kind: str, args: argparse.Namespace, reparse=None) -> int:
+def _run_inference(kind: str, args: argparse.Namespace, reparse) -> int:
     """``reparse(family_defaults)``: the command line parsed again with a model family's defaults."""
     image_arg = getattr(args, "image", None)
     if args.prompt_json:
@@ -159,7 +159,7 @@ def _run_inference(kind: str, args: argparse.Namespace, reparse=None) -> int:
         raise GenerationConfigError("no base model: set BASE_MODEL in the script or give --base_model")
     out_dir = Path(args.output_dir)
     model = read_model_defaults(args.base_model)
-    if model.family == "wan" and reparse is not None:
+    if model.family == "wan":
         args = reparse(WAN_SCRIPT_DEFAULTS)  # Wan's steps / guidance / fps where the command line sets none
     if searcher is not None and model.family != "cogvideox":
         raise GenerationConfigError(

@@ -128,9 +128,8 @@ def default_lora_scale(defaults: ModelDefaults, lora_path: str | os.PathLike | N
     Raises:
         LoraAdapterError: unreadable ``adapter_config.json``.
     """
-    multiplier = getattr(defaults, "lora_multiplier", None)  # a multiplier of alpha / r (Wan2.2-TI2V: 0.2)
-    if multiplier is not None and lora_path is not None:
-        return float(multiplier)
+    if defaults.lora_multiplier is not None and lora_path is not None:  # Wan2.2-TI2V: 0.2 x alpha / r
+        return float(defaults.lora_multiplier)
     if defaults.lora_scaling is None or lora_path is None:
         return 1.0
     cfg = read_adapter_config(lora_path)

@@ -161,13 +161,12 @@ def test_released_csv_defaults_and_errors_are_missing(tmp_path):
 
 
 def test_cogvideox15_preset_uses_the_released_lora_scale():
-    from types import SimpleNamespace
-
     from evaluation.presets import PRESETS
-    from generate.model_defaults import COGVIDEOX15_RELEASED_LORA_SCALING, default_lora_scale
+    from generate.model_defaults import COGVIDEOX15_RELEASED_LORA_SCALING, ModelDefaults, default_lora_scale
 
     p = PRESETS["cogvideox1.5-5b"]
-    released = default_lora_scale(SimpleNamespace(lora_scaling=COGVIDEOX15_RELEASED_LORA_SCALING), p["arms"]["dpo"])
+    cogvideox15 = ModelDefaults(81, 768, 1360, lora_scaling=COGVIDEOX15_RELEASED_LORA_SCALING)
+    released = default_lora_scale(cogvideox15, p["arms"]["dpo"])
     assert p["lora_weights"] == [pytest.approx(released)] and released == pytest.approx(0.1)
     assert PRESETS["cogvideox-5b"]["lora_weights"] == [1.0] and PRESETS["cogvideox-5b"]["points_source"] == "point_head"
 

@@ -47,7 +47,8 @@ def load_lora_adapter(
     Args:
         transformer: ``CogVideoXTransformer3DModel`` (any dtype/device; LoRA weights follow the base
             layer's dtype and device).
-        path: adapter folder (validated with :func:`validate_adapter_dir` against ``transformer``).
+        path: adapter folder (validated with :func:`validate_adapter_dir`; its keys and shapes must fit
+            ``transformer``, see :func:`apply_lora_state_dict`).
         scale: multiplies the LoRA delta: 0 gives the base model exactly, 1 the adapter as trained.
         merge: fold ``scale * alpha / r * B @ A`` into the base weights and remove the LoRA layers
             (no inference overhead; the adapter can no longer be switched off). Not allowed when the
@@ -60,7 +61,7 @@ def load_lora_adapter(
         LoraAdapterError: see :func:`validate_adapter_dir`; also when loading leaves LoRA weights unset.
         ValueError: ``merge=True`` on a model that already has LoRA layers, or ``adapter_name`` in use.
     """
-    folder = validate_adapter_dir(path, unwrap_compiled(transformer))
+    folder = validate_adapter_dir(path)  # the fit to the model is checked once, on the loaded tensors
     config = read_adapter_config(folder)
     weights = folder / ADAPTER_WEIGHTS_NAME
     try:
