@@ -123,6 +123,8 @@ def score_video_entry(
     Returns:
         ``{score keys..., "seconds": float}`` or ``{"error": message, "seconds": float}``.
     """
+    from utils.video_utils import VideoReadError
+
     t0 = time.perf_counter()
     vp = video.get("video_path")
     if vp is None or (isinstance(vp, str) and not vp.strip()):
@@ -147,7 +149,7 @@ def score_video_entry(
             save_visuals(res, visuals_dir, fps=visuals_fps)
     except Exception as e:  # noqa: BLE001 - a failing video is recorded and the run goes on
         msg = str(e) or type(e).__name__
-        if type(e).__name__ not in ("VideoReadError",):
+        if not isinstance(e, VideoReadError):  # its message already names the file and the problem
             msg = f"{type(e).__name__}: {msg}"
         if "out of memory" in msg.lower():
             try:
