@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
+from utils.hub import looks_like_local_path
 from utils.weights import load_checked_state_dict, read_model_config
 
 from .config import SECTIONS
@@ -55,8 +56,7 @@ def _resolve(source, config) -> Tuple[Path, dict, str]:
     if path.is_file():
         return path, _read_config(config), str(path)
     text = str(source)
-    if (text.endswith((".safetensors", ".pt", ".pth", ".bin")) or os.path.isabs(text)
-            or text.startswith((".", "~")) or text.count("/") != 1):
+    if looks_like_local_path(text):
         raise FileNotFoundError(f"DA3 weights not found: {source}")
 
     from huggingface_hub import hf_hub_download

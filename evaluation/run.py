@@ -266,7 +266,7 @@ def run(s, arm_specs: dict, notes: list[str]) -> int:
     write_scores(out_csv, rows.values())
 
     def done(key) -> bool:
-        k = (key.prompt_id, key.seed, key.arm, key.lora_weight)
+        k = row_key(vars(key))  # the VideoKey's fields are the row's key columns
         return k in rows and not (s.retry_errors and rows[k].get("error"))
 
     pending = [t for t in todo if not done(t[0])]

@@ -87,32 +87,21 @@ def _visuals_dir(root: str | None, group: dict, gi: int, video: dict, vi: int) -
 
 
 def build_processor(args, device: str, lpips_module=None):
-    """The :class:`scoring.scorer.VideoProcessor` of one worker (VGGT on ``device``).
+    """The :class:`scoring.scorer.VideoProcessor` of one worker (the geometry model on ``device``).
 
     ``lpips_module``: an already loaded LPIPS (moved to ``device``); None loads it from the args
     unless ``args.no_lpips``. Raises :class:`metrics.lpips.LPIPSWeightsError` when unavailable.
     """
-    import torch
-
     from metrics.lpips_weights import load_lpips
     from .scorer import VideoProcessor
 
     lp = None
-    if not args.no_lpips:
-        lp = (
-            lpips_module
-            if lpips_module is not None
-            else load_lpips(
-                args.lpips_vgg_weights,
-                args.lpips_lin_weights,
-                device="cpu",
-                allow_download=not args.no_download,
-            )
-        )
-        lp = lp.to(device)
+    if not args.no_lpips:  # VideoProcessor moves it to the predictor's device
+        lp = lpips_module if lpips_module is not None else load_lpips(
+            args.lpips_vgg_weights, args.lpips_lin_weights, device="cpu", allow_download=not args.no_download)
     da3 = args.geometry_model == "da3"
     predictor = build_geometry_predictor(
-        args.geometry_model, geometry_weights(args), device=torch.device(device),
+        args.geometry_model, geometry_weights(args), device=device,
         config=args.da3_config if da3 else args.vggt_config, point_map=args.points_source == "point_head",
     )  # fmt: skip
     return VideoProcessor(
@@ -134,6 +123,8 @@ def score_video_entry(
     Returns:
         ``{score keys..., "seconds": float}`` or ``{"error": message, "seconds": float}``.
     """
+    from utils.video_utils import VideoReadError
+
     t0 = time.perf_counter()
     vp = video.get("video_path")
     if vp is None or (isinstance(vp, str) and not vp.strip()):
@@ -158,7 +149,7 @@ def score_video_entry(
             save_visuals(res, visuals_dir, fps=visuals_fps)
     except Exception as e:  # noqa: BLE001 - a failing video is recorded and the run goes on
         msg = str(e) or type(e).__name__
-        if type(e).__name__ not in ("VideoReadError",):
+        if not isinstance(e, VideoReadError):  # its message already names the file and the problem
             msg = f"{type(e).__name__}: {msg}"
         if "out of memory" in msg.lower():
             try:

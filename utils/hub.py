@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ModelNotAvailableError", "check_hub_model", "hub_offline"]
+__all__ = ["ModelNotAvailableError", "check_hub_model", "hub_offline", "looks_like_local_path"]
 
 PROBE_TIMEOUT_S = 10.0
 
@@ -34,6 +34,17 @@ def hub_offline() -> bool:
 
     env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
     return bool(env or constants.HF_HUB_OFFLINE)
+
+
+def looks_like_local_path(source: str | os.PathLike) -> bool:
+    """True when ``source`` cannot be a hub repo id (``"owner/name"``) and so names a local file or folder:
+    a weights-file suffix (``.safetensors``, ``.pt``, ``.pth``, ``.bin``), an absolute path, a leading
+    ``.`` or ``~``, not exactly one ``/``, or an OS path separator other than ``/``. Used by the
+    geometry-model loaders (``vggt/hub.py``, ``depth_anything_3/hub.py``) to say "not found" for a
+    missing local path instead of asking the hub."""
+    s = str(source)
+    return (s.endswith((".safetensors", ".pt", ".pth", ".bin")) or os.path.isabs(s)
+            or s.startswith((".", "~")) or s.count("/") != 1 or os.sep in s.replace("/", ""))
 
 
 def check_hub_model(source: str | os.PathLike, markers: tuple[str, ...], what: str, local_flag: str) -> None:

@@ -42,12 +42,6 @@ def _read_config(config) -> dict:
     return read_model_config(config, "VGGT")
 
 
-def _looks_like_path(source: str) -> bool:
-    s = str(source)
-    return (s.endswith((".safetensors", ".pt", ".pth", ".bin")) or os.path.isabs(s)
-            or s.startswith((".", "~")) or s.count("/") != 1 or os.sep in s.replace("/", ""))
-
-
 def _resolve(source: str, config) -> Tuple[Path, dict, str]:
     """Return (weights file, config dict, description of the source)."""
     path = Path(os.path.expanduser(str(source)))
@@ -60,9 +54,11 @@ def _resolve(source: str, config) -> Tuple[Path, dict, str]:
         return weights, cfg, str(path)
     if path.is_file():
         return path, _read_config(config), str(path)
-    if _looks_like_path(str(source)):
+    from utils.hub import check_hub_model, looks_like_local_path
+
+    if looks_like_local_path(source):
         raise FileNotFoundError(f"VGGT weights not found: {source}")
-    from utils.hub import check_hub_model  # cached / offline / unreachable, said plainly and at once
+    # cached / offline / unreachable, said plainly and at once
 
     check_hub_model(str(source), ("config.json", "model.safetensors", "model.pt"), "VGGT model", "--vggt_model")
 
